@@ -1,0 +1,53 @@
+//! Names and size bounds of the kernel maps, shared by the programs, the agent and the inspector.
+//!
+//! Every map is pinned under `/sys/fs/bpf/ambit/<node>/<NAME>`; user space finds maps and
+//! programs by these names, so they are the contract between the two sides.
+
+/// netns cookie -> [`crate::EnrolledNetns`]: which network namespaces are in the mesh.
+pub const ENROLLED_NETNS: &str = "ENROLLED_NETNS";
+/// socket cookie -> [`crate::OrigDst`]: a redirected connect whose handshake has not finished.
+pub const PENDING_ORIG_DST: &str = "PENDING_ORIG_DST";
+/// [`crate::SockKey`] (agent-side view) -> [`crate::OrigDst`]: live redirected connections.
+pub const ORIG_DST: &str = "ORIG_DST";
+/// [`crate::SockKey`] (own view) -> socket: same-node sockets joined by the sk_msg fast path.
+pub const SOCK_FASTPATH: &str = "SOCK_FASTPATH";
+/// Per-socket storage: marks a socket that sent once through TCP, so it never switches to the
+/// fast path mid-stream (which would reorder bytes at the receiver).
+pub const FASTPATH_OFF: &str = "FASTPATH_OFF";
+/// index 0 -> [`crate::RedirectConfig`].
+pub const REDIRECT_CONFIG: &str = "REDIRECT_CONFIG";
+/// destination port (host order) -> 1: never redirected.
+pub const EXCLUDED_PORTS: &str = "EXCLUDED_PORTS";
+/// LPM trie over IPv4-mapped IPv6 addresses -> 1: destinations never redirected.
+pub const EXCLUDED_CIDRS: &str = "EXCLUDED_CIDRS";
+/// Per-CPU `u64` counters indexed by [`crate::Counter`].
+pub const COUNTERS: &str = "COUNTERS";
+
+/// Every pinned map, in the order the inspector prints them.
+pub const ALL: [&str; 9] = [
+    ENROLLED_NETNS,
+    PENDING_ORIG_DST,
+    ORIG_DST,
+    SOCK_FASTPATH,
+    FASTPATH_OFF,
+    REDIRECT_CONFIG,
+    EXCLUDED_PORTS,
+    EXCLUDED_CIDRS,
+    COUNTERS,
+];
+
+/// Size bounds. A full map is counted ([`crate::Counter`]) and handled as each program documents.
+pub const ENROLLED_NETNS_MAX: u32 = 16_384;
+pub const PENDING_ORIG_DST_MAX: u32 = 65_536;
+pub const ORIG_DST_MAX: u32 = 65_536;
+pub const SOCK_FASTPATH_MAX: u32 = 131_072;
+pub const EXCLUDED_PORTS_MAX: u32 = 256;
+pub const EXCLUDED_CIDRS_MAX: u32 = 256;
+
+/// Program names (the Rust function names in `ebpf/src/main.rs`).
+pub mod programs {
+    pub const REDIRECT_CONNECT4: &str = "redirect_connect4";
+    pub const REDIRECT_CONNECT6: &str = "redirect_connect6";
+    pub const RECORD_ESTABLISHED: &str = "record_established";
+    pub const FORWARD_MSG: &str = "forward_msg";
+}

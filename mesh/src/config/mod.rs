@@ -1,0 +1,1 @@
+//! Where the model comes from: each source fills a `ClusterState` and builds a `Model`.

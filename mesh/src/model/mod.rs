@@ -1,0 +1,197 @@
+//! The mesh's view of the cluster: nodes, namespaces, workloads, services, and who is enrolled.
+//!
+//! Both proxies read this one model; its sources (the YAML file now, Kubernetes later) only
+//! fill a [`ClusterState`] and call [`Model::new`]. A model never changes once built: a reload
+//! builds a new one, which readers receive as an `Arc<Model>`.
+//!
+//! # Invariants
+//! - node and namespace names are unique, workload and service names unique per namespace;
+//! - an IP is the address of at most one workload or service VIP; host-network workloads
+//!   share their node's address, are exempt, and are not found by IP;
+//! - lookups by IP, by name and by node are hash lookups on indexes built by [`Model::new`].
+
+mod cidr;
+mod enrollment;
+mod index;
+pub mod labels;
+mod namespace;
+mod node;
+mod redirect;
+mod service;
+mod workload;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Serialize, Serializer};
+
+pub use cidr::{Cidr, CidrError};
+pub use enrollment::Enrollment;
+pub use index::{AddressSlot, ModelError};
+pub use namespace::Namespace;
+pub use node::Node;
+pub use redirect::RedirectSettings;
+pub use service::{Protocol, Service, ServicePort};
+pub use workload::{Workload, DEFAULT_SERVICE_ACCOUNT};
+
+use index::{Address, Index};
+
+/// The trust domain of SPIFFE IDs when a source names none, as in Kubernetes.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// Everything a source knows, as lists; [`Model::new`] checks and indexes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterState {
+    /// The `<trust-domain>` of `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
+    pub trust_domain: String,
+    pub nodes: Vec<Node>,
+    pub namespaces: Vec<Namespace>,
+    pub workloads: Vec<Workload>,
+    pub services: Vec<Service>,
+    pub redirect: RedirectSettings,
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        Self {
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+            nodes: Vec::new(),
+            namespaces: Vec::new(),
+            workloads: Vec::new(),
+            services: Vec::new(),
+            redirect: RedirectSettings::default(),
+        }
+    }
+}
+
+/// A checked, indexed [`ClusterState`]. Serializes as the state (for a config dump); two
+/// models are equal when their states are.
+#[derive(Clone, Default)]
+pub struct Model {
+    state: ClusterState,
+    index: Index,
+}
+
+impl Model {
+    /// Indexes `state`, refusing duplicate names and addresses claimed twice.
+    pub fn new(state: ClusterState) -> Result<Self, ModelError> {
+        let index = Index::build(&state)?;
+        Ok(Self { state, index })
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.state.trust_domain
+    }
+
+    pub fn redirect(&self) -> &RedirectSettings {
+        &self.state.redirect
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.state.nodes
+    }
+
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.state.namespaces
+    }
+
+    pub fn workloads(&self) -> &[Workload] {
+        &self.state.workloads
+    }
+
+    pub fn services(&self) -> &[Service] {
+        &self.state.services
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.index.nodes.get(name).map(|&i| &self.state.nodes[i])
+    }
+
+    /// The namespace if a source listed it; an unlisted one has no labels.
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.index
+            .namespaces
+            .get(name)
+            .map(|&i| &self.state.namespaces[i])
+    }
+
+    pub fn workload(&self, namespace: &str, name: &str) -> Option<&Workload> {
+        let i = self.index.workloads.get(namespace, name)?;
+        Some(&self.state.workloads[i])
+    }
+
+    /// The workload answering on `ip`; never a host-network workload (see the invariants).
+    pub fn workload_by_ip(&self, ip: IpAddr) -> Option<&Workload> {
+        match self.index.addresses.get(&ip)? {
+            Address::Workload(i) => Some(&self.state.workloads[*i]),
+            Address::ServiceVip(_) => None,
+        }
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        let i = self.index.services.get(namespace, name)?;
+        Some(&self.state.services[i])
+    }
+
+    /// The service that has `ip` among its VIPs.
+    pub fn service_by_vip(&self, ip: IpAddr) -> Option<&Service> {
+        match self.index.addresses.get(&ip)? {
+            Address::ServiceVip(i) => Some(&self.state.services[*i]),
+            Address::Workload(_) => None,
+        }
+    }
+
+    /// The workloads `service` selects ([`Service::selects`]), in the order they were listed.
+    /// The service is found in this model by namespace and name; one this model does not
+    /// hold has no endpoints.
+    pub fn endpoints(&self, service: &Service) -> impl Iterator<Item = &Workload> + '_ {
+        self.index
+            .services
+            .get(&service.namespace, &service.name)
+            .and_then(|i| self.index.endpoints.get(i))
+            .into_iter()
+            .flatten()
+            .map(|&w| &self.state.workloads[w])
+    }
+
+    /// Whether `workload` is in the mesh, and if not, why (see [`Enrollment`]).
+    pub fn enrollment(&self, workload: &Workload) -> Enrollment {
+        enrollment::decide(self.namespace(&workload.namespace), workload)
+    }
+
+    /// The enrolled workloads scheduled on `node`, in the order they were listed.
+    pub fn enrolled_on_node(&self, node: &str) -> impl Iterator<Item = &Workload> + '_ {
+        self.index
+            .enrolled_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .map(|&w| &self.state.workloads[w])
+    }
+}
+
+impl PartialEq for Model {
+    fn eq(&self, other: &Self) -> bool {
+        self.state == other.state
+    }
+}
+
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Model").field(&self.state).finish()
+    }
+}
+
+impl Serialize for Model {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.state.serialize(serializer)
+    }
+}

@@ -1,1 +1,14 @@
 //! Where the model comes from: each source fills a `ClusterState` and builds a `Model`.
+//!
+//! Only the YAML file source exists so far ([`load`], [`parse`]); a Kubernetes source will
+//! end in the same `Model::new`.
+
+mod document;
+mod error;
+mod file;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, FieldProblem, Origin};
+pub use file::{load, parse};

@@ -13,4 +13,4 @@ mod tests;
 
 pub use error::{ConfigError, FieldProblem, Origin};
 pub use file::{load, parse};
-pub use watch::FileSource;
+pub use watch::{FileSource, DEFAULT_POLL_INTERVAL};

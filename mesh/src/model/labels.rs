@@ -24,11 +24,4 @@ impl DataplaneMode {
             _ => Option::None,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ambient => "ambient",
-            Self::None => "none",
-        }
-    }
 }

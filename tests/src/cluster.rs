@@ -1,0 +1,291 @@
+//! A mesh on the sandbox: node agents, the mesh config they read, and what tests ask of them.
+//!
+//! The config file is built from `ambit_mesh` types and written atomically (temp file +
+//! rename), exactly as an operator should; agents pick it up on their own.
+//!
+//! # Usage
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use ambit_e2e::cluster::MeshCluster;
+//! let mut mesh = MeshCluster::new("doc")?;
+//! mesh.add_node("node1")?;
+//! let client = mesh.add_pod("node1", "shop", "client")?;
+//! mesh.enroll_namespace("shop");
+//! mesh.start_agents()?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ambit_mesh::model::labels::DATAPLANE_MODE;
+use ambit_mesh::model::{ClusterState, Model, Namespace, Node as MeshNode, Workload};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::sandbox::{Node, Pod, Process, Sandbox};
+use crate::testapp::{parse_report, EchoReport, TestApp, WhoamiLine};
+
+/// How long an agent may take to load its programs and serve.
+const AGENT_START: Duration = Duration::from_secs(20);
+/// Longest a client command may run in a test.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct MeshCluster {
+    pub sb: Sandbox,
+    pub app: TestApp,
+    agent_bin: PathBuf,
+    config_path: PathBuf,
+    state: ClusterState,
+    agents: BTreeMap<String, Process>,
+    /// Extra `ambit-node run` arguments (e.g. `--no-fastpath`).
+    pub agent_args: Vec<String>,
+}
+
+impl MeshCluster {
+    pub fn new(label: &str) -> Result<MeshCluster> {
+        let sb = Sandbox::new(label)?;
+        let config_path = sb.dir().join("mesh.yaml");
+        Ok(MeshCluster {
+            sb,
+            app: TestApp::locate()?,
+            agent_bin: crate::binary("ambit-node")?,
+            config_path,
+            state: ClusterState::default(),
+            agents: BTreeMap::new(),
+            agent_args: Vec::new(),
+        })
+    }
+
+    pub fn config_path(&self) -> &PathBuf {
+        &self.config_path
+    }
+
+    pub fn add_node(&mut self, short: &str) -> Result<Node> {
+        let node = self.sb.add_node(short)?;
+        self.state.nodes.push(MeshNode {
+            name: node.name.clone(),
+            address: IpAddr::V4(node.address),
+        });
+        Ok(node)
+    }
+
+    pub fn node(&self, short: &str) -> Result<Node> {
+        self.sb.node(short).cloned().with_context(|| format!("no node {short}"))
+    }
+
+    /// A pod in the sandbox and the matching workload in the config (service account = name).
+    pub fn add_pod(&mut self, node: &str, namespace: &str, name: &str) -> Result<Pod> {
+        let pod = self.sb.add_pod(node, namespace, name)?;
+        if !self.state.namespaces.iter().any(|n| n.name == namespace) {
+            self.state.namespaces.push(Namespace {
+                name: namespace.to_string(),
+                labels: BTreeMap::new(),
+            });
+        }
+        self.state.workloads.push(Workload {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            service_account: name.to_string(),
+            node: pod.node_name.clone(),
+            ips: vec![IpAddr::V4(pod.ip)],
+            netns: Some(pod.netns_path.clone()),
+            labels: BTreeMap::from([("app".to_string(), name.to_string())]),
+            host_network: false,
+        });
+        Ok(pod)
+    }
+
+    /// Labels a namespace `ambit.dev/dataplane-mode: ambient` (call `write_config` to apply).
+    pub fn enroll_namespace(&mut self, namespace: &str) {
+        self.set_namespace_label(namespace, Some("ambient"));
+    }
+
+    pub fn unenroll_namespace(&mut self, namespace: &str) {
+        self.set_namespace_label(namespace, None);
+    }
+
+    fn set_namespace_label(&mut self, namespace: &str, mode: Option<&str>) {
+        let ns = match self.state.namespaces.iter_mut().find(|n| n.name == namespace) {
+            Some(ns) => ns,
+            None => {
+                self.state.namespaces.push(Namespace { name: namespace.to_string(), labels: BTreeMap::new() });
+                self.state.namespaces.last_mut().expect("just pushed")
+            }
+        };
+        match mode {
+            Some(mode) => ns.labels.insert(DATAPLANE_MODE.to_string(), mode.to_string()),
+            None => ns.labels.remove(DATAPLANE_MODE),
+        };
+    }
+
+    /// Labels a pod `ambit.dev/dataplane-mode: none` (per-pod opt-out).
+    pub fn opt_out_pod(&mut self, pod: &Pod) {
+        if let Some(w) = self
+            .state
+            .workloads
+            .iter_mut()
+            .find(|w| w.namespace == pod.namespace && w.name == pod.name)
+        {
+            w.labels.insert(DATAPLANE_MODE.to_string(), "none".to_string());
+        }
+    }
+
+    pub fn state_mut(&mut self) -> &mut ClusterState {
+        &mut self.state
+    }
+
+    /// Writes the config (validated first, so a test cannot write a config the agent rejects
+    /// by accident) with temp file + rename.
+    pub fn write_config(&self) -> Result<()> {
+        let model = Model::new(self.state.clone()).context("the test's cluster state is invalid")?;
+        let yaml = serde_yaml::to_string(&model).context("serializing the mesh config")?;
+        self.write_config_text(&yaml)
+    }
+
+    /// Writes arbitrary text as the config (for bad-input tests).
+    pub fn write_config_text(&self, text: &str) -> Result<()> {
+        let tmp = self.config_path.with_extension("yaml.tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.config_path).context("renaming the config into place")
+    }
+
+    /// Writes the config and starts an agent on every node, waiting until each serves.
+    pub fn start_agents(&mut self) -> Result<()> {
+        self.write_config()?;
+        let nodes: Vec<String> = self.sb.nodes().iter().map(|n| n.short_name.clone()).collect();
+        for node in nodes {
+            self.start_agent(&node)?;
+        }
+        Ok(())
+    }
+
+    pub fn start_agent(&mut self, short: &str) -> Result<()> {
+        let node = self.node(short)?;
+        let ready = self.sb.dir().join(format!("agent-{short}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(&self.agent_bin);
+        cmd.arg("run")
+            .args(["--node", &node.name])
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--cgroup")
+            .arg(&node.cgroup_dir)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(&self.agent_args)
+            .env("RUST_LOG", std::env::var("AMBIT_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let log = self.sb.capture_to_log(&mut cmd, &format!("agent-{short}"))?;
+        let agent = self.sb.spawn_in_node_agent(&node, cmd)?;
+        let deadline = Instant::now() + AGENT_START;
+        while !ready.exists() {
+            if let Some(status) = agent.try_wait()? {
+                bail!("agent on {short} exited ({status}):\n{}", tail(&log));
+            }
+            if Instant::now() > deadline {
+                bail!("agent on {short} not ready after {AGENT_START:?}:\n{}", tail(&log));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.agents.insert(short.to_string(), agent);
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for the agent to exit.
+    pub fn stop_agent(&mut self, short: &str) -> Result<()> {
+        let agent = self.agents.remove(short).with_context(|| format!("no agent on {short}"))?;
+        agent.terminate(Duration::from_secs(10))?;
+        Ok(())
+    }
+
+    pub fn agent_log(&self, short: &str) -> String {
+        std::fs::read_to_string(self.sb.dir().join(format!("agent-{short}.log"))).unwrap_or_default()
+    }
+
+    /// `ambit-node inspect --json` for one node, run from outside the sandbox as an operator
+    /// would.
+    pub fn inspect(&self, short: &str) -> Result<Value> {
+        let node = self.node(short)?;
+        let out = Command::new(&self.agent_bin)
+            .args(["inspect", "--json", "--node", &node.name])
+            .output()
+            .context("running ambit-node inspect")?;
+        if !out.status.success() {
+            bail!("ambit-node inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let reports: Value = serde_json::from_slice(&out.stdout).context("parsing inspect --json")?;
+        Ok(reports[0].clone())
+    }
+
+    /// A kernel counter of a node, from the inspector.
+    pub fn counter(&self, short: &str, name: &str) -> Result<u64> {
+        let report = self.inspect(short)?;
+        report["counters"][name]
+            .as_u64()
+            .with_context(|| format!("no counter {name} in the inspector's report"))
+    }
+
+    /// The workloads the inspector shows as enrolled on a node.
+    pub fn enrolled(&self, short: &str) -> Result<Vec<String>> {
+        let report = self.inspect(short)?;
+        Ok(report["enrolled"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["workload"].as_str().map(String::from)).collect())
+            .unwrap_or_default())
+    }
+
+    /// Waits until the inspector shows exactly `expected` (as `namespace/name`) enrolled.
+    pub fn wait_enrolled(&self, short: &str, expected: &[&str]) -> Result<()> {
+        let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut got = self.enrolled(short)?;
+            got.sort();
+            if got == want {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("node {short}: enrolled {got:?}, expected {want:?}\nagent log:\n{}", tail_text(&self.agent_log(short)));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the test app's servers in a pod.
+    pub fn serve(&self, pod: &Pod) -> Result<Process> {
+        self.app.serve_in_pod(&self.sb, pod, &pod.name)
+    }
+
+    pub fn run_client(&self, from: &Pod, cmd: Command) -> Result<Output> {
+        self.sb.run_in_pod(from, cmd, CLIENT_TIMEOUT)
+    }
+
+    /// Who the server at `to` saw connecting (`peer` is the client's address as the server saw it).
+    pub fn whoami(&self, from: &Pod, to: SocketAddrV4) -> Result<WhoamiLine> {
+        let out = self.run_client(from, self.app.whoami(to))?;
+        if !out.status.success() {
+            bail!("whoami {to} from {} failed: {}", from.id(), String::from_utf8_lossy(&out.stderr));
+        }
+        WhoamiLine::parse(String::from_utf8_lossy(&out.stdout).trim())
+    }
+
+    pub fn echo(&self, from: &Pod, to: SocketAddrV4, bytes: u64) -> Result<EchoReport> {
+        let out = self.run_client(from, self.app.echo(to, bytes))?;
+        parse_report(&out)
+    }
+}
+
+fn tail(log: &std::path::Path) -> String {
+    tail_text(&std::fs::read_to_string(log).unwrap_or_default())
+}
+
+fn tail_text(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}

@@ -44,6 +44,6 @@ mod tests {
     fn a_missing_binary_names_the_build_command() {
         let err = binary("ambit-no-such-binary").unwrap_err().to_string();
         assert!(err.contains("cargo xtask test"), "{err}");
-        assert!(err.contains("target/debug/ambit-no-such-binary"), "{err}");
+        assert!(err.contains("debug/ambit-no-such-binary"), "{err}");
     }
 }

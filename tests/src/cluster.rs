@@ -74,7 +74,10 @@ impl MeshCluster {
     }
 
     pub fn node(&self, short: &str) -> Result<Node> {
-        self.sb.node(short).cloned().with_context(|| format!("no node {short}"))
+        self.sb
+            .node(short)
+            .cloned()
+            .with_context(|| format!("no node {short}"))
     }
 
     /// A pod in the sandbox and the matching workload in the config (service account = name).
@@ -109,15 +112,25 @@ impl MeshCluster {
     }
 
     fn set_namespace_label(&mut self, namespace: &str, mode: Option<&str>) {
-        let ns = match self.state.namespaces.iter_mut().find(|n| n.name == namespace) {
+        let ns = match self
+            .state
+            .namespaces
+            .iter_mut()
+            .find(|n| n.name == namespace)
+        {
             Some(ns) => ns,
             None => {
-                self.state.namespaces.push(Namespace { name: namespace.to_string(), labels: BTreeMap::new() });
+                self.state.namespaces.push(Namespace {
+                    name: namespace.to_string(),
+                    labels: BTreeMap::new(),
+                });
                 self.state.namespaces.last_mut().expect("just pushed")
             }
         };
         match mode {
-            Some(mode) => ns.labels.insert(DATAPLANE_MODE.to_string(), mode.to_string()),
+            Some(mode) => ns
+                .labels
+                .insert(DATAPLANE_MODE.to_string(), mode.to_string()),
             None => ns.labels.remove(DATAPLANE_MODE),
         };
     }
@@ -130,7 +143,8 @@ impl MeshCluster {
             .iter_mut()
             .find(|w| w.namespace == pod.namespace && w.name == pod.name)
         {
-            w.labels.insert(DATAPLANE_MODE.to_string(), "none".to_string());
+            w.labels
+                .insert(DATAPLANE_MODE.to_string(), "none".to_string());
         }
     }
 
@@ -141,7 +155,8 @@ impl MeshCluster {
     /// Writes the config (validated first, so a test cannot write a config the agent rejects
     /// by accident) with temp file + rename.
     pub fn write_config(&self) -> Result<()> {
-        let model = Model::new(self.state.clone()).context("the test's cluster state is invalid")?;
+        let model =
+            Model::new(self.state.clone()).context("the test's cluster state is invalid")?;
         let yaml = serde_yaml::to_string(&model).context("serializing the mesh config")?;
         self.write_config_text(&yaml)
     }
@@ -156,7 +171,12 @@ impl MeshCluster {
     /// Writes the config and starts an agent on every node, waiting until each serves.
     pub fn start_agents(&mut self) -> Result<()> {
         self.write_config()?;
-        let nodes: Vec<String> = self.sb.nodes().iter().map(|n| n.short_name.clone()).collect();
+        let nodes: Vec<String> = self
+            .sb
+            .nodes()
+            .iter()
+            .map(|n| n.short_name.clone())
+            .collect();
         for node in nodes {
             self.start_agent(&node)?;
         }
@@ -177,10 +197,15 @@ impl MeshCluster {
             .arg("--ready-file")
             .arg(&ready)
             .args(&self.agent_args)
-            .env("RUST_LOG", std::env::var("AMBIT_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("AMBIT_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        let log = self.sb.capture_to_log(&mut cmd, &format!("agent-{short}"))?;
+        let log = self
+            .sb
+            .capture_to_log(&mut cmd, &format!("agent-{short}"))?;
         let agent = self.sb.spawn_in_node_agent(&node, cmd)?;
         let deadline = Instant::now() + AGENT_START;
         while !ready.exists() {
@@ -188,7 +213,10 @@ impl MeshCluster {
                 bail!("agent on {short} exited ({status}):\n{}", tail(&log));
             }
             if Instant::now() > deadline {
-                bail!("agent on {short} not ready after {AGENT_START:?}:\n{}", tail(&log));
+                bail!(
+                    "agent on {short} not ready after {AGENT_START:?}:\n{}",
+                    tail(&log)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -198,13 +226,17 @@ impl MeshCluster {
 
     /// SIGTERM, then wait for the agent to exit.
     pub fn stop_agent(&mut self, short: &str) -> Result<()> {
-        let agent = self.agents.remove(short).with_context(|| format!("no agent on {short}"))?;
+        let agent = self
+            .agents
+            .remove(short)
+            .with_context(|| format!("no agent on {short}"))?;
         agent.terminate(Duration::from_secs(10))?;
         Ok(())
     }
 
     pub fn agent_log(&self, short: &str) -> String {
-        std::fs::read_to_string(self.sb.dir().join(format!("agent-{short}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.sb.dir().join(format!("agent-{short}.log")))
+            .unwrap_or_default()
     }
 
     /// `ambit-node inspect --json` for one node, run from outside the sandbox as an operator
@@ -216,9 +248,13 @@ impl MeshCluster {
             .output()
             .context("running ambit-node inspect")?;
         if !out.status.success() {
-            bail!("ambit-node inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "ambit-node inspect failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let reports: Value = serde_json::from_slice(&out.stdout).context("parsing inspect --json")?;
+        let reports: Value =
+            serde_json::from_slice(&out.stdout).context("parsing inspect --json")?;
         Ok(reports[0].clone())
     }
 
@@ -235,7 +271,11 @@ impl MeshCluster {
         let report = self.inspect(short)?;
         Ok(report["enrolled"]
             .as_array()
-            .map(|a| a.iter().filter_map(|e| e["workload"].as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["workload"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -251,7 +291,10 @@ impl MeshCluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("node {short}: enrolled {got:?}, expected {want:?}\nagent log:\n{}", tail_text(&self.agent_log(short)));
+                bail!(
+                    "node {short}: enrolled {got:?}, expected {want:?}\nagent log:\n{}",
+                    tail_text(&self.agent_log(short))
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -270,7 +313,11 @@ impl MeshCluster {
     pub fn whoami(&self, from: &Pod, to: SocketAddrV4) -> Result<WhoamiLine> {
         let out = self.run_client(from, self.app.whoami(to))?;
         if !out.status.success() {
-            bail!("whoami {to} from {} failed: {}", from.id(), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "whoami {to} from {} failed: {}",
+                from.id(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         WhoamiLine::parse(String::from_utf8_lossy(&out.stdout).trim())
     }

@@ -1,5 +1,6 @@
 //! The gate every privileged test passes first: root, or an explicit opt-out.
 
+use std::io::Write;
 use std::sync::Once;
 
 use crate::sandbox::install_interrupt_cleanup;
@@ -18,15 +19,23 @@ pub const SKIP_PRIVILEGED_ENV: &str = "AMBIT_E2E_SKIP_PRIVILEGED";
 /// }
 /// ```
 pub fn require_privileged() -> bool {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
     if std::env::var(SKIP_PRIVILEGED_ENV).is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED ({SKIP_PRIVILEGED_ENV} set): this test needs root");
+        // Straight to stderr, past the test harness's capture, so the skip is visible.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED ({SKIP_PRIVILEGED_ENV} set): {test} needs root"
+        );
         return false;
     }
     // SAFETY: geteuid(2) cannot fail and has no preconditions.
     let euid = unsafe { libc::geteuid() };
     assert!(
         euid == 0,
-        "this test needs root (effective uid {euid}): run `sudo -E cargo xtask test`, \
+        "{test} needs root (effective uid {euid}): run `sudo -E cargo xtask test`, \
          or set {SKIP_PRIVILEGED_ENV}=1 to skip privileged tests"
     );
     init_logging();

@@ -1,11 +1,13 @@
 //! The sandbox itself: pods reach each other and the nodes, and teardown leaves nothing behind.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddrV4;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use ambit_e2e::sandbox::{self, Pod, Sandbox};
@@ -39,6 +41,9 @@ fn assert_whoami_sees_client(sb: &Sandbox, client: &Pod, addr: SocketAddrV4, ser
     );
 }
 
+/// Set in the child process of `ctrl_c_tears_down_the_live_sandboxes`.
+const INTERRUPT_CHILD_ENV: &str = "AMBIT_E2E_INTERRUPT_CHILD";
+
 /// Where a sandbox's objects live, remembered so they can be checked after it is gone.
 struct Footprint {
     name: String,
@@ -54,6 +59,28 @@ impl Footprint {
             name: sb.name().to_string(),
             paths,
             scratch: sb.dir().to_path_buf(),
+        }
+    }
+
+    /// One line: the name, then the paths.
+    fn to_line(&self) -> String {
+        let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "{} {} {}",
+            self.name,
+            self.scratch.display(),
+            paths.join(" ")
+        )
+    }
+
+    fn from_line(line: &str) -> Footprint {
+        let mut words = line.split_whitespace();
+        let name = words.next().expect("a sandbox name").to_string();
+        let scratch = PathBuf::from(words.next().expect("a scratch dir"));
+        Footprint {
+            name,
+            scratch,
+            paths: words.map(PathBuf::from).collect(),
         }
     }
 
@@ -295,4 +322,76 @@ fn a_command_that_overruns_its_deadline_is_killed() {
     eprintln!("run_in_pod said: {err:#}");
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(format!("{err:#}").contains("did not finish"), "{err:#}");
+}
+
+#[test]
+fn ctrl_c_tears_down_the_live_sandboxes() {
+    if !require_privileged() {
+        return;
+    }
+    eprintln!("a child test process builds a sandbox and waits");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holds_a_sandbox_until_interrupted",
+            "--nocapture",
+        ])
+        .env(INTERRUPT_CHILD_ENV, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(footprint) = line.strip_prefix("SANDBOX ") {
+                let _ = tx.send(footprint.to_string());
+            }
+        }
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => line,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child never reported its sandbox: {e}");
+        }
+    };
+    let footprint = Footprint::from_line(&line);
+    assert!(!footprint.leftovers().is_empty());
+
+    eprintln!("SIGINT to the child (pid {})", child.id());
+    // SAFETY: kill(2) on our own unreaped child; no memory is involved.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child did not exit within 20s of SIGINT");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert_eq!(footprint.leftovers(), Vec::<String>::new());
+}
+
+/// The child half of `ctrl_c_tears_down_the_live_sandboxes`; returns at once otherwise.
+#[test]
+fn holds_a_sandbox_until_interrupted() {
+    if std::env::var_os(INTERRUPT_CHILD_ENV).is_none() {
+        return;
+    }
+    assert!(require_privileged());
+    let mut sb = Sandbox::new("interrupted").unwrap();
+    let node = sb.add_node("node1").unwrap();
+    let pod = sb.add_pod("node1", "shop", "web").unwrap();
+    fake_agent_pins(&node.bpf_pin_dir);
+    sb.spawn_in_pod(&pod, sleep_600()).unwrap();
+    println!("SANDBOX {}", Footprint::of(&sb).to_line());
+    thread::sleep(Duration::from_secs(60));
+    panic!("no signal arrived within 60s");
 }

@@ -13,7 +13,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Output};
+use std::process::{
+    Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio,
+};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -81,28 +83,31 @@ pub(crate) fn spawn(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().with_context(|| {
+    let child = cmd.spawn().with_context(|| {
         format!(
-            "spawning {label} (`{}`) into cgroup {} and netns {}",
-            describe(&cmd),
+            "spawning {label} into cgroup {} and netns {}",
             placement.cgroup_dir.display(),
             placement.netns_path.display()
         )
     })?;
     drop((cgroup_file, netns_file));
-    let process = Process {
-        label: label.to_string(),
-        pid: child.id(),
-        stdin: child.stdin.take(),
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
-        child: Arc::new(Mutex::new(child)),
-    };
+    let process = Process::new(label, child);
     let shared = Arc::clone(&process.child);
     Ok((process, shared))
 }
 
 impl Process {
+    fn new(label: &str, mut child: Child) -> Process {
+        Process {
+            label: label.to_string(),
+            pid: child.id(),
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            child: Arc::new(Mutex::new(child)),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -263,25 +268,13 @@ impl OutputLines {
 
 /// Runs a host command (no placement) to completion within `timeout`, capturing its output.
 pub(crate) fn run_host(mut cmd: Command, timeout: Duration) -> Result<Output> {
-    use std::process::Stdio;
-    debug!(command = %describe(&cmd), "run");
+    let label = describe(&cmd);
+    debug!(command = %label, "run");
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("running `{}`", describe(&cmd)))?;
-    let label = describe(&cmd);
-    let mut child = child;
-    let process = Process {
-        label,
-        pid: child.id(),
-        stdin: None,
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
-        child: Arc::new(Mutex::new(child)),
-    };
-    process.wait_with_output(timeout)
+    let child = cmd.spawn().with_context(|| format!("running `{label}`"))?;
+    Process::new(&label, child).wait_with_output(timeout)
 }
 
 /// A command line for logs and errors: program and arguments, space-separated.

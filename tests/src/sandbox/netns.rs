@@ -53,13 +53,17 @@ pub fn add(name: &str) -> Result<()> {
     ip(&format!("-n {name} link set lo up"))
 }
 
-/// Deletes a named network namespace; `Ok(false)` if it did not exist.
+/// Deletes a named network namespace; `Ok(false)` if it did not exist (or another cleanup
+/// removed it meanwhile).
 pub fn delete(name: &str) -> Result<bool> {
     if !path(name).exists() {
         return Ok(false);
     }
-    ip(&format!("netns del {name}"))?;
-    Ok(true)
+    match ip(&format!("netns del {name}")) {
+        Ok(()) => Ok(true),
+        Err(_) if !path(name).exists() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Names of all named network namespaces.

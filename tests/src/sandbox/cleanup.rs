@@ -275,12 +275,13 @@ fn remove_owned_dir(kind: &str, dir: &Path) -> Report {
     if !dir.exists() {
         return report;
     }
-    let result = fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()));
-    if report
-        .outcome(format!("{kind} {}", dir.display()), result)
-        .is_some()
-    {
-        report.removed.push(format!("{kind} {}", dir.display()));
+    match fs::remove_dir_all(dir) {
+        Ok(()) => report.removed.push(format!("{kind} {}", dir.display())),
+        // Another cleanup (a concurrent `sandbox down`) got there first.
+        Err(_) if !dir.exists() => {}
+        Err(e) => report
+            .failures
+            .push(format!("{kind} {}: removing: {e}", dir.display())),
     }
     report
 }

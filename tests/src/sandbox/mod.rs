@@ -154,10 +154,10 @@ impl Sandbox {
     pub fn spawn_at(&self, placement: &Placement, cmd: Command, label: &str) -> Result<Process> {
         let label = format!("{label}: {}", process::describe(&cmd));
         let (process, shared) = process::spawn(cmd, placement, &label)?;
-        self.children
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((label, shared));
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget children that already exited, so thousands of short commands stay cheap.
+        children.retain(|(_, child)| !process::has_exited(child));
+        children.push((label, shared));
         Ok(process)
     }
 

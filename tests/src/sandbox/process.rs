@@ -288,6 +288,13 @@ pub fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// Whether a child has exited (and is reaped); a child busy in another thread counts as running.
+pub(crate) fn has_exited(child: &SharedChild) -> bool {
+    child
+        .try_lock()
+        .is_ok_and(|mut guard| matches!(guard.try_wait(), Ok(Some(_))))
+}
+
 /// SIGKILLs a child unless it already exited, and reaps it (bounded).
 pub(crate) fn kill_and_reap(child: &SharedChild) -> Result<ExitStatus> {
     {

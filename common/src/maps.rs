@@ -50,4 +50,8 @@ pub mod programs {
     pub const REDIRECT_CONNECT6: &str = "redirect_connect6";
     pub const RECORD_ESTABLISHED: &str = "record_established";
     pub const FORWARD_MSG: &str = "forward_msg";
+
+    /// Programs attached to the node's cgroup through a pinned link (`links/<name>`).
+    /// FORWARD_MSG is attached to the SOCK_FASTPATH map instead.
+    pub const CGROUP_LINKED: [&str; 3] = [REDIRECT_CONNECT4, REDIRECT_CONNECT6, RECORD_ESTABLISHED];
 }

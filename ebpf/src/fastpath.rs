@@ -8,7 +8,7 @@
 //!   its TCP receive queue, and the peer would read them out of order. This happens when the
 //!   first bytes are sent before the peer's end has joined the map.
 
-use ambit_common::{Counter, IpWords, SockKey};
+use ambit_common::{Counter, SockKey};
 use aya_ebpf::{
     bindings::{sk_action::SK_PASS, BPF_F_INGRESS, BPF_SK_STORAGE_GET_F_CREATE},
     helpers::generated::bpf_sk_storage_get,
@@ -16,15 +16,14 @@ use aya_ebpf::{
 };
 
 use crate::counters::count;
+use crate::ctx::{read_ends, read_u32};
 use crate::{FASTPATH_OFF, SOCK_FASTPATH};
 
-const AF_INET: u32 = 2;
 
 pub fn forward(ctx: &SkMsgContext) {
-    // SAFETY: the context pointer is valid for the program's run.
-    let md = unsafe { &*ctx.msg };
-    // SAFETY: reading the socket pointer field of sk_msg_md.
-    let sk = unsafe { md.__bindgen_anon_3.sk };
+    let md = ctx.msg;
+    // SAFETY: reading the socket pointer field of sk_msg_md (an 8-byte context load).
+    let sk = unsafe { (*md).__bindgen_anon_3.sk };
     let storage = core::ptr::addr_of!(FASTPATH_OFF).cast_mut().cast();
     // SAFETY: `sk` is the message's socket (never null in sk_msg); the map pointer is the
     // relocated address of FASTPATH_OFF.
@@ -32,20 +31,13 @@ pub fn forward(ctx: &SkMsgContext) {
         count(Counter::FastpathPassed);
         return;
     }
-    let (local_ip, remote_ip) = if md.family == AF_INET {
-        (
-            IpWords::from_v4_raw(md.local_ip4),
-            IpWords::from_v4_raw(md.remote_ip4),
-        )
-    } else {
-        (IpWords(md.local_ip6), IpWords(md.remote_ip6))
-    };
+    let (local_ip, remote_ip) = read_ends!(md);
     // The peer socket is keyed under its own view: our remote end is its local end.
     let mut peer = SockKey {
         local_ip: remote_ip,
         remote_ip: local_ip,
-        local_port: u32::from_be(md.remote_port),
-        remote_port: md.local_port,
+        local_port: u32::from_be(read_u32!(md, remote_port)),
+        remote_port: read_u32!(md, local_port),
     };
     if SOCK_FASTPATH.redirect_msg(ctx, &mut peer, u64::from(BPF_F_INGRESS)) == i64::from(SK_PASS)
     {

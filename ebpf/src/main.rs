@@ -4,6 +4,7 @@
 #![no_main]
 
 mod counters;
+mod ctx;
 mod fastpath;
 mod orig_dst;
 mod redirect;

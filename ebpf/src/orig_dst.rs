@@ -25,9 +25,9 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 
 use crate::counters::count;
+use crate::ctx::{read_ends, read_u32};
 use crate::{ORIG_DST, PENDING_ORIG_DST, REDIRECT_CONFIG, SOCK_FASTPATH};
 
-const AF_INET: u32 = 2;
 
 pub fn on_sock_op(ctx: &SockOpsContext) {
     let Some(cfg) = REDIRECT_CONFIG.get(0) else {
@@ -146,19 +146,13 @@ fn socket_cookie(ctx: &SockOpsContext) -> u64 {
 /// This socket's connection as seen from this socket.
 #[inline(always)]
 fn own_view(ctx: &SockOpsContext) -> SockKey {
-    let (local_ip, remote_ip) = if ctx.family() == AF_INET {
-        (
-            IpWords::from_v4_raw(ctx.local_ip4()),
-            IpWords::from_v4_raw(ctx.remote_ip4()),
-        )
-    } else {
-        (IpWords(ctx.local_ip6()), IpWords(ctx.remote_ip6()))
-    };
+    let ops = ctx.ops;
+    let (local_ip, remote_ip) = read_ends!(ops);
     SockKey {
         local_ip,
         remote_ip,
-        local_port: ctx.local_port(),
+        local_port: read_u32!(ops, local_port),
         // Network order in the upper 16 bits; from_be brings it down to host order.
-        remote_port: u32::from_be(ctx.remote_port()),
+        remote_port: u32::from_be(read_u32!(ops, remote_port)),
     }
 }

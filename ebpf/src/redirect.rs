@@ -21,6 +21,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 
 use crate::counters::count;
+use crate::ctx::{read_ip6, read_u32};
 use crate::{EXCLUDED_CIDRS, EXCLUDED_PORTS, ENROLLED_NETNS, PENDING_ORIG_DST, REDIRECT_CONFIG};
 
 const SOCK_STREAM: u32 = 1;
@@ -38,11 +39,9 @@ enum Verdict {
 }
 
 pub fn try_connect4(ctx: &SockAddrContext) -> Result<(), Refused> {
-    // SAFETY: the context pointer is valid for the program's run; these fields are readable
-    // by connect4 programs.
-    let sa = unsafe { &mut *ctx.sock_addr };
-    let dst = IpWords::from_v4_raw(sa.user_ip4);
-    let port = u16::from_be(sa.user_port as u16);
+    let sa = ctx.sock_addr;
+    let dst = IpWords::from_v4_raw(read_u32!(sa, user_ip4));
+    let port = u16::from_be(read_u32!(sa, user_port) as u16);
     match decide(ctx, sa, dst, port) {
         Verdict::Skip(reason) => {
             count(reason);
@@ -54,8 +53,11 @@ pub fn try_connect4(ctx: &SockAddrContext) -> Result<(), Refused> {
                 return Ok(());
             };
             record(ctx, dst, port, AF_INET)?;
-            sa.user_ip4 = agent_ip4;
-            sa.user_port = u32::from(agent_port.to_be());
+            // SAFETY: connect4 may write user_ip4 and user_port (4-byte stores).
+            unsafe {
+                (*sa).user_ip4 = agent_ip4;
+                (*sa).user_port = u32::from(agent_port.to_be());
+            }
             count(Counter::Redirected);
             debug!(ctx, "redirect {:i}:{} -> agent", u32::from_be(dst.0[3]), port);
             Ok(())
@@ -64,10 +66,9 @@ pub fn try_connect4(ctx: &SockAddrContext) -> Result<(), Refused> {
 }
 
 pub fn try_connect6(ctx: &SockAddrContext) -> Result<(), Refused> {
-    // SAFETY: as in try_connect4; user_ip6 and user_port are readable by connect6 programs.
-    let sa = unsafe { &mut *ctx.sock_addr };
-    let dst = IpWords(sa.user_ip6);
-    let port = u16::from_be(sa.user_port as u16);
+    let sa = ctx.sock_addr;
+    let dst = IpWords(read_ip6!(sa, user_ip6));
+    let port = u16::from_be(read_u32!(sa, user_port) as u16);
     match decide(ctx, sa, dst, port) {
         Verdict::Skip(reason) => {
             count(reason);
@@ -75,8 +76,14 @@ pub fn try_connect6(ctx: &SockAddrContext) -> Result<(), Refused> {
         }
         Verdict::Redirect { to, port: agent_port } => {
             record(ctx, dst, port, AF_INET6)?;
-            sa.user_ip6 = to.0;
-            sa.user_port = u32::from(agent_port.to_be());
+            // SAFETY: connect6 may write user_ip6 (word by word) and user_port.
+            unsafe {
+                (*sa).user_ip6[0] = to.0[0];
+                (*sa).user_ip6[1] = to.0[1];
+                (*sa).user_ip6[2] = to.0[2];
+                (*sa).user_ip6[3] = to.0[3];
+                (*sa).user_port = u32::from(agent_port.to_be());
+            }
             count(Counter::Redirected);
             debug!(ctx, "redirect ipv6 destination port {} -> agent", port);
             Ok(())
@@ -86,8 +93,8 @@ pub fn try_connect6(ctx: &SockAddrContext) -> Result<(), Refused> {
 
 /// The decision table: which connects are redirected, and where to.
 #[inline(always)]
-fn decide(ctx: &SockAddrContext, sa: &bpf_sock_addr, dst: IpWords, port: u16) -> Verdict {
-    if sa.type_ != SOCK_STREAM || sa.protocol != IPPROTO_TCP {
+fn decide(ctx: &SockAddrContext, sa: *mut bpf_sock_addr, dst: IpWords, port: u16) -> Verdict {
+    if read_u32!(sa, type_) != SOCK_STREAM || read_u32!(sa, protocol) != IPPROTO_TCP {
         return Verdict::Skip(Counter::SkippedNotTcp);
     }
     // SAFETY: the helper only reads the context.

@@ -1,0 +1,248 @@
+//! `ambit-node run`: wires the config source, the kernel redirect, enrollment and the outbound
+//! proxy together, and reacts to config changes and signals.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ambit_mesh::config::FileSource;
+use ambit_mesh::model::Model;
+use anyhow::{bail, Context, Result};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::enroll::Enroller;
+use crate::kernel_maps::{pin_dir, KernelMaps};
+use crate::outbound::{Outbound, OutboundStats};
+use crate::redirect::{self, RedirectSpec};
+use crate::{exclusions, netns, preflight, records};
+
+/// How often pending records of connects that never completed are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub node: String,
+    pub config: PathBuf,
+    pub cgroup: PathBuf,
+    pub bpffs: PathBuf,
+    pub agent_ip: Option<IpAddr>,
+    pub outbound_port: u16,
+    pub fastpath: bool,
+    pub kernel_log_level: u8,
+    pub ready_file: Option<PathBuf>,
+}
+
+pub async fn run(spec: RunSpec) -> Result<()> {
+    let checks = preflight::run(&preflight::PreflightSpec {
+        bpffs: spec.bpffs.clone(),
+        cgroup: Some(spec.cgroup.clone()),
+    });
+    let failed = preflight::failures(&checks);
+    if !failed.is_empty() {
+        let owned: Vec<_> = failed.into_iter().cloned().collect();
+        bail!(
+            "this node cannot run Ambit's redirect:\n{}",
+            preflight::render(&owned)
+        );
+    }
+
+    let source = FileSource::start(&spec.config)
+        .await
+        .with_context(|| format!("loading config {}", spec.config.display()))?;
+    let mut model_rx = source.subscribe();
+    let model = model_rx.borrow_and_update().clone();
+    let (agent_ip4, agent_ip6) = agent_addresses(&spec, &model)?;
+
+    let redirect = redirect::load(&RedirectSpec {
+        pin_dir: pin_dir(&spec.bpffs, &spec.node),
+        cgroup: spec.cgroup.clone(),
+        agent_ip4,
+        agent_ip6,
+        agent_netns_cookie: netns::current_cookie().context("reading the agent's netns cookie")?,
+        outbound_port: spec.outbound_port,
+        fastpath: spec.fastpath,
+        kernel_log_level: spec.kernel_log_level,
+    })?;
+    let redirect::Redirect { mut ebpf, maps } = redirect;
+    let maps = Arc::new(maps);
+    spawn_kernel_log(&mut ebpf);
+
+    let swept = records::sweep(&maps).context("sweeping stale records")?;
+    if swept != records::SweepReport::default() {
+        tracing::info!(
+            records = swept.stale_records,
+            pending = swept.stale_pending,
+            "removed stale records left by a previous agent"
+        );
+    }
+
+    let mut enroller = Enroller::default();
+    apply_model(&mut enroller, &maps, &model, &spec.node);
+
+    let listeners = bind_outbound(spec.outbound_port, agent_ip6.is_some()).await?;
+    let stats = Arc::new(OutboundStats::default());
+    let outbound = Arc::new(Outbound {
+        node: spec.node.clone(),
+        maps: Arc::clone(&maps),
+        model: model_rx.clone(),
+        fastpath: spec.fastpath,
+        stats: Arc::clone(&stats),
+    });
+    for listener in listeners {
+        tokio::spawn(Arc::clone(&outbound).serve(listener));
+    }
+    if let Some(path) = &spec.ready_file {
+        std::fs::write(path, "ready\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(node = %spec.node, port = spec.outbound_port, fastpath = spec.fastpath, "ambit-node ready");
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    sweep.tick().await;
+    loop {
+        tokio::select! {
+            changed = model_rx.changed() => {
+                if changed.is_err() {
+                    bail!("the config source stopped");
+                }
+                let model = model_rx.borrow_and_update().clone();
+                tracing::info!("config changed; reconciling");
+                apply_model(&mut enroller, &maps, &model, &spec.node);
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading config");
+                source.reload_now();
+            }
+            _ = sweep.tick() => {
+                match records::sweep(&maps) {
+                    Ok(r) if r != records::SweepReport::default() => tracing::info!(records = r.stale_records, pending = r.stale_pending, "swept stale records"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sweeping records failed"),
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    // The pinned links and maps stay: enrolled pods stay captured (and fail closed) until an
+    // agent is back, and `ambit-node unload` removes everything.
+    tracing::info!("stopping; the redirect stays attached (ambit-node unload removes it)");
+    Ok(())
+}
+
+fn apply_model(enroller: &mut Enroller, maps: &KernelMaps, model: &Model, node: &str) {
+    if let Err(e) = exclusions::apply(maps, model.redirect()) {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "updating redirect exclusions failed; previous exclusions stay"
+        );
+    }
+    match enroller.reconcile(maps, model, node) {
+        Ok(report) => {
+            for (workload, why) in &report.failed {
+                tracing::warn!(%workload, reason = %why, "not enrolled");
+            }
+            tracing::info!(
+                enrolled = report.enrolled.len(),
+                added = report.added,
+                removed = report.removed,
+                failed = report.failed.len(),
+                "enrollment reconciled"
+            );
+        }
+        Err(e) => tracing::error!(error = format!("{e:#}"), "enrollment failed"),
+    }
+}
+
+/// The agent's addresses as pods reach it: `--agent-ip` or the node's address in the config.
+fn agent_addresses(spec: &RunSpec, model: &Model) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
+    let ip = match spec.agent_ip {
+        Some(ip) => ip,
+        None => match model.node(&spec.node) {
+            Some(node) => node.address,
+            None => bail!(
+                "node {} is not in the config's `nodes` and --agent-ip was not given (known nodes: {})",
+                spec.node,
+                model.nodes().iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    };
+    Ok(match ip {
+        IpAddr::V4(v4) => (Some(v4), None),
+        IpAddr::V6(v6) => (None, Some(v6)),
+    })
+}
+
+async fn bind_outbound(port: u16, ipv6: bool) -> Result<Vec<TcpListener>> {
+    let mut listeners = vec![
+        TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+            .await
+            .with_context(|| {
+                format!("binding the outbound listener on port {port} (another agent running?)")
+            })?,
+    ];
+    if ipv6 {
+        let socket = tokio::net::TcpSocket::new_v6()?;
+        socket.set_reuseaddr(true)?;
+        // IPv6 only: IPv4 is served by the listener above.
+        socket2_v6only(&socket)?;
+        socket.bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))?;
+        listeners.push(socket.listen(4096)?);
+    }
+    Ok(listeners)
+}
+
+fn socket2_v6only(socket: &tokio::net::TcpSocket) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: valid fd and option buffer of the declared size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("setting IPV6_V6ONLY");
+    }
+    Ok(())
+}
+
+/// Forwards the kernel programs' aya-log records to our log.
+fn spawn_kernel_log(ebpf: &mut aya::Ebpf) {
+    let logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => logger,
+        Err(e) => {
+            tracing::debug!(error = %e, "kernel programs' log not available");
+            return;
+        }
+    };
+    // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged for as long
+    // as the AsyncFd holds the logger.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let mut logger = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot poll the kernel log");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = logger.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}

@@ -1,0 +1,112 @@
+//! Keeps ENROLLED_NETNS equal to the model's enrolled workloads on this node.
+//!
+//! Enrolling or un-enrolling is one map write: the next connect from that netns is (or is no
+//! longer) redirected. Connections already open are left alone, whichever way.
+//!
+//! netns cookies are cached by the namespace file's inode, so a reload re-enters no namespace
+//! it has seen before.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use ambit_common::EnrolledNetns;
+use ambit_mesh::model::Model;
+use anyhow::{anyhow, Result};
+
+use crate::kernel_maps::KernelMaps;
+use crate::netns;
+
+/// The outcome of one reconcile, for logs and the readiness page.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EnrollReport {
+    /// cookie -> `namespace/name` now enrolled.
+    pub enrolled: BTreeMap<u64, String>,
+    pub added: usize,
+    pub removed: usize,
+    /// `namespace/name` -> why it could not be enrolled (netns gone, no netns given, …).
+    pub failed: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+pub struct Enroller {
+    /// (device, inode) of a netns file -> its cookie.
+    cookies: HashMap<(u64, u64), u64>,
+}
+
+impl Enroller {
+    pub fn reconcile(
+        &mut self,
+        maps: &KernelMaps,
+        model: &Model,
+        node: &str,
+    ) -> Result<EnrollReport> {
+        let mut report = EnrollReport::default();
+        let mut desired: BTreeMap<u64, String> = BTreeMap::new();
+        for workload in model.enrolled_on_node(node) {
+            let name = format!("{}/{}", workload.namespace, workload.name);
+            let Some(path) = workload.netns.as_deref() else {
+                report
+                    .failed
+                    .insert(name, "no network namespace path in the config".to_string());
+                continue;
+            };
+            match self.cookie(path) {
+                Ok(cookie) => {
+                    desired.insert(cookie, name);
+                }
+                Err(e) => {
+                    report.failed.insert(name, e.to_string());
+                }
+            }
+        }
+
+        let mut map = maps
+            .enrolled
+            .lock()
+            .map_err(|_| anyhow!("enrollment map lock poisoned"))?;
+        let current: Vec<u64> = map.keys().filter_map(|k| k.ok()).collect();
+        for cookie in current {
+            if !desired.contains_key(&cookie) {
+                map.remove(&cookie)?;
+                report.removed += 1;
+            }
+        }
+        for (cookie, name) in &desired {
+            let value = EnrolledNetns::new(name);
+            if map.get(cookie, 0).ok() != Some(value) {
+                map.insert(cookie, value, 0).map_err(|e| {
+                    anyhow!(e).context(format!(
+                        "enrolling {name}: ENROLLED_NETNS is full ({} entries)",
+                        ambit_common::maps::ENROLLED_NETNS_MAX
+                    ))
+                })?;
+                report.added += 1;
+            }
+        }
+        report.enrolled = desired;
+        Ok(report)
+    }
+
+    fn cookie(&mut self, path: &Path) -> Result<u64, netns::NetnsError> {
+        let meta = std::fs::metadata(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                netns::NetnsError::Gone {
+                    path: path.to_owned(),
+                }
+            } else {
+                netns::NetnsError::Open {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        let id = (meta.dev(), meta.ino());
+        if let Some(cookie) = self.cookies.get(&id) {
+            return Ok(*cookie);
+        }
+        let cookie = netns::cookie_of(path)?;
+        self.cookies.insert(id, cookie);
+        Ok(cookie)
+    }
+}

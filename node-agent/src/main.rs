@@ -1,0 +1,207 @@
+//! `ambit-node`, the node agent: `run`, `preflight`, `inspect`, `unload`.
+
+mod app;
+mod enroll;
+mod exclusions;
+mod inspect;
+mod kernel_maps;
+mod netns;
+mod outbound;
+mod preflight;
+mod records;
+mod redirect;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Ambit's node agent: steers enrolled pods' connections into the mesh.
+#[derive(Parser)]
+#[command(name = "ambit-node", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load and attach the redirect, enroll this node's mesh pods, proxy their connections.
+    Run {
+        /// This node's name, as in the config's `nodes` (also names the pin directory).
+        #[arg(long, env = "AMBIT_NODE_NAME")]
+        node: String,
+        /// Mesh config file (YAML); reloaded when it changes or on SIGHUP.
+        #[arg(long, env = "AMBIT_CONFIG")]
+        config: PathBuf,
+        /// The pods' cgroup v2 subtree to attach to; it must also contain the agent.
+        /// Default: <cgroup2 mount>/kubepods.slice or <cgroup2 mount>/kubepods.
+        #[arg(long, env = "AMBIT_CGROUP")]
+        cgroup: Option<PathBuf>,
+        #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+        /// The agent's address as pods reach it. Default: the node's address in the config.
+        #[arg(long, env = "AMBIT_AGENT_IP")]
+        agent_ip: Option<IpAddr>,
+        #[arg(long, default_value_t = 15001)]
+        outbound_port: u16,
+        /// Do not join same-node sockets socket-to-socket with sk_msg.
+        #[arg(long)]
+        no_fastpath: bool,
+        /// Forward the kernel programs' debug log (costly; for debugging only).
+        #[arg(long)]
+        kernel_debug_log: bool,
+        /// Write this file once the agent serves (a readiness signal for scripts).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Check that this node can run the redirect; print what is missing and how to fix it.
+    Preflight {
+        #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+        #[arg(long, env = "AMBIT_CGROUP")]
+        cgroup: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what the kernel is redirecting, from the pinned maps (works while the agent runs
+    /// or after it stopped).
+    Inspect {
+        /// Node to inspect; default: every node pinned under <bpffs>/ambit.
+        #[arg(long, env = "AMBIT_NODE_NAME")]
+        node: Option<String>,
+        #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach the node's programs and remove its pinned maps (uninstall).
+    Unload {
+        #[arg(long, env = "AMBIT_NODE_NAME")]
+        node: String,
+        #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ambit-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run {
+            node,
+            config,
+            cgroup,
+            bpffs,
+            agent_ip,
+            outbound_port,
+            no_fastpath,
+            kernel_debug_log,
+            ready_file,
+        } => {
+            let cgroup = match cgroup {
+                Some(c) => c,
+                None => default_cgroup()?,
+            };
+            let spec = app::RunSpec {
+                node,
+                config,
+                cgroup,
+                bpffs,
+                agent_ip,
+                outbound_port,
+                fastpath: !no_fastpath,
+                kernel_log_level: if kernel_debug_log { 4 } else { 0 },
+                ready_file,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(app::run(spec))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preflight {
+            bpffs,
+            cgroup,
+            json,
+        } => {
+            let checks = preflight::run(&preflight::PreflightSpec { bpffs, cgroup });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                print!("{}", preflight::render(&checks));
+            }
+            Ok(if preflight::failures(&checks).is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Inspect { node, bpffs, json } => {
+            let nodes = match node {
+                Some(n) => vec![n],
+                None => inspect::pinned_nodes(&bpffs),
+            };
+            if nodes.is_empty() {
+                bail!("no Ambit pins under {}/ambit: no agent has run on this machine (or `unload` removed it)", bpffs.display());
+            }
+            let reports = nodes
+                .iter()
+                .map(|n| inspect::inspect(&bpffs, n))
+                .collect::<Result<Vec<_>>>()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in &reports {
+                    print!("{}", inspect::render(r));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unload { node, bpffs } => {
+            let dir = kernel_maps::pin_dir(&bpffs, &node);
+            let removed = redirect::unload(&dir)?;
+            println!(
+                "removed {} pins from {}; programs detached",
+                removed.len(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The kubelet's pod cgroup: `kubepods.slice` (systemd driver) or `kubepods` (cgroupfs).
+fn default_cgroup() -> Result<PathBuf> {
+    let Some(mount) = preflight::cgroup2_mount() else {
+        bail!("no cgroup v2 mount found; pass --cgroup (run `ambit-node preflight`)");
+    };
+    for name in ["kubepods.slice", "kubepods"] {
+        let dir = mount.join(name);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+    }
+    bail!(
+        "no kubepods cgroup under {}; pass --cgroup with the pods' cgroup subtree",
+        mount.display()
+    )
+}

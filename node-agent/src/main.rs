@@ -47,9 +47,12 @@ enum Command {
         agent_ip: Option<IpAddr>,
         #[arg(long, default_value_t = 15001)]
         outbound_port: u16,
-        /// Do not join same-node sockets socket-to-socket with sk_msg.
+        /// Join same-node sockets socket-to-socket with sk_msg (off by default: an application
+        /// socket in the SOCKHASH gets the kernel's sockmap receive path, where a blocking
+        /// read() can return EAGAIN while another thread writes the same socket; epoll-driven
+        /// applications are unaffected). See README, "Same-node fast path".
         #[arg(long)]
-        no_fastpath: bool,
+        fastpath: bool,
         /// Forward the kernel programs' debug log (costly; for debugging only).
         #[arg(long)]
         kernel_debug_log: bool,
@@ -112,7 +115,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             bpffs,
             agent_ip,
             outbound_port,
-            no_fastpath,
+            fastpath,
             kernel_debug_log,
             ready_file,
         } => {
@@ -127,7 +130,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 bpffs,
                 agent_ip,
                 outbound_port,
-                fastpath: !no_fastpath,
+                fastpath,
                 kernel_log_level: if kernel_debug_log { 4 } else { 0 },
                 ready_file,
             };

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ambit_e2e::cluster::MeshCluster;
 use ambit_e2e::require_privileged;
-use ambit_e2e::testapp::{ECHO_PORT, WHOAMI_PORT};
+use ambit_e2e::testapp::{parse_report, ConcurrentReport, ECHO_PORT, WHOAMI_PORT};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -77,4 +77,37 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
     assert!(mesh.counter("node1", "redirected").unwrap() >= 2);
     eprintln!("agent log:\n{}", mesh.agent_log("node1"));
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn same_node_connection_takes_the_socket_fast_path() {
+    if !require_privileged() {
+        return;
+    }
+    let mut mesh = two_node_shop("fastpath");
+    mesh.agent_args.push("--fastpath".into());
+    mesh.start_agents().expect("agents");
+    let client = pod(&mesh, "shop", "client");
+    let server = pod(&mesh, "shop", "echo-1");
+    let _srv = mesh.serve(&server).expect("server");
+    mesh.wait_enrolled("node1", &["shop/client", "shop/echo-1"])
+        .expect("enrolled");
+
+    eprintln!("1 MiB to a pod on the same node, through the agent and the sk_msg fast path");
+    eprintln!(
+        "(an epoll-driven client: blocking full-duplex readers see EAGAIN on sockmap sockets)"
+    );
+    let before = mesh.counter("node1", "fastpath_redirected").unwrap();
+    let out = mesh
+        .run_client(
+            &client,
+            mesh.app
+                .concurrent(SocketAddrV4::new(server.ip, ECHO_PORT), 1, MIB),
+        )
+        .expect("client");
+    let report: ConcurrentReport = parse_report(&out).expect("report");
+    assert_eq!((report.ok, report.failed), (1, 0), "{report:?}");
+    let after = mesh.counter("node1", "fastpath_redirected").unwrap();
+    eprintln!("fast-path messages: {before} -> {after}");
+    assert!(after > before, "no message took the fast path");
 }

@@ -32,6 +32,7 @@ pub struct RunSpec {
     pub fastpath: bool,
     pub kernel_log_level: u8,
     pub ready_file: Option<PathBuf>,
+    pub max_connections: Option<u32>,
 }
 
 pub async fn run(spec: RunSpec) -> Result<()> {
@@ -64,19 +65,14 @@ pub async fn run(spec: RunSpec) -> Result<()> {
         outbound_port: spec.outbound_port,
         fastpath: spec.fastpath,
         kernel_log_level: spec.kernel_log_level,
+        max_connections: spec.max_connections,
     })?;
     let redirect::Redirect { mut ebpf, maps } = redirect;
     let maps = Arc::new(maps);
     spawn_kernel_log(&mut ebpf);
 
-    let swept = records::sweep(&maps).context("sweeping stale records")?;
-    if swept != records::SweepReport::default() {
-        tracing::info!(
-            records = swept.stale_records,
-            pending = swept.stale_pending,
-            "removed stale records left by a previous agent"
-        );
-    }
+    let mut sweeper = records::Sweeper::default();
+    sweeper.sweep(&maps).context("sweeping stale records")?;
 
     let mut enroller = Enroller::default();
     apply_model(&mut enroller, &maps, &model, &spec.node);
@@ -118,10 +114,8 @@ pub async fn run(spec: RunSpec) -> Result<()> {
                 source.reload_now();
             }
             _ = sweep.tick() => {
-                match records::sweep(&maps) {
-                    Ok(r) if r != records::SweepReport::default() => tracing::info!(records = r.stale_records, pending = r.stale_pending, "swept stale records"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "sweeping records failed"),
+                if let Err(e) = sweeper.sweep(&maps) {
+                    tracing::warn!(error = %e, "sweeping records failed");
                 }
             }
             _ = term.recv() => break,

@@ -131,15 +131,11 @@ pub fn inspect(bpffs: &Path, node: &str) -> Result<NodeReport> {
         .keys()
         .filter(|k| k.is_ok())
         .count();
-    let limits = [
-        (maps::ENROLLED_NETNS, maps::ENROLLED_NETNS_MAX),
-        (maps::PENDING_ORIG_DST, maps::PENDING_ORIG_DST_MAX),
-        (maps::ORIG_DST, maps::ORIG_DST_MAX),
-        (maps::SOCK_FASTPATH, maps::SOCK_FASTPATH_MAX),
-    ]
-    .into_iter()
-    .map(|(n, max)| (n.to_string(), max))
-    .collect();
+    let limits = kernel
+        .limits()
+        .into_iter()
+        .map(|(n, max)| (n.to_string(), max))
+        .collect();
     let counters = kernel
         .counter_totals()
         .into_iter()

@@ -85,6 +85,29 @@ impl KernelMaps {
         })
     }
 
+    /// Size bound of each bounded map, as the kernel reports it (set at load, possibly lowered
+    /// with `--max-connections`).
+    pub fn limits(&self) -> Vec<(&'static str, u32)> {
+        use aya::maps::IterableMap;
+        fn limit<K: aya::Pod, V, M: IterableMap<K, V>>(map: &M) -> u32 {
+            map.map().info().map(|i| i.max_entries()).unwrap_or(0)
+        }
+        let mut out = Vec::new();
+        if let Ok(m) = self.enrolled.lock() {
+            out.push((maps::ENROLLED_NETNS, limit(&*m)));
+        }
+        if let Ok(m) = self.pending.lock() {
+            out.push((maps::PENDING_ORIG_DST, limit(&*m)));
+        }
+        if let Ok(m) = self.orig_dst.read() {
+            out.push((maps::ORIG_DST, limit(&*m)));
+        }
+        if let Ok(m) = self.fastpath.lock() {
+            out.push((maps::SOCK_FASTPATH, limit(&*m)));
+        }
+        out
+    }
+
     /// Sum over CPUs of every kernel counter, in `Counter::ALL` order.
     pub fn counter_totals(&self) -> Vec<(ambit_common::Counter, u64)> {
         ambit_common::Counter::ALL

@@ -59,6 +59,11 @@ enum Command {
         /// Write this file once the agent serves (a readiness signal for scripts).
         #[arg(long)]
         ready_file: Option<PathBuf>,
+        /// Bound on redirected connections per node (live plus connecting). Past it, new
+        /// connects from enrolled pods fail (EPERM) and `orig_dst_map_full` counts them;
+        /// the mesh is never bypassed. Applies when the maps are first created.
+        #[arg(long)]
+        max_connections: Option<u32>,
     },
     /// Check that this node can run the redirect; print what is missing and how to fix it.
     Preflight {
@@ -118,6 +123,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             fastpath,
             kernel_debug_log,
             ready_file,
+            max_connections,
         } => {
             let cgroup = match cgroup {
                 Some(c) => c,
@@ -133,6 +139,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 fastpath,
                 kernel_log_level: if kernel_debug_log { 4 } else { 0 },
                 ready_file,
+                max_connections,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -2,8 +2,12 @@
 //!
 //! The kernel removes a record when the agent's end of its connection closes, and a pending
 //! record when its connect fails. The sweep is the safety net for what those paths cannot see:
-//! records left by a kernel or agent crash mid-way, and pending records whose socket was
-//! destroyed before its handshake callback (e.g. a connect interrupted by the map filling).
+//! a handshake the client saw complete but the agent's listener dropped (accept queue full),
+//! so no agent-side socket ever existed to clean up after it; and records left by a crash.
+//!
+//! # Invariants
+//! - A record is removed only when two sweeps in a row found no socket for it, so a connection
+//!   whose agent side is still being created is never swept.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -23,27 +27,48 @@ pub struct SweepReport {
     pub stale_pending: usize,
 }
 
-/// Removes records whose agent-side socket does not exist in this network namespace, and
-/// pending records older than [`PENDING_MAX_AGE_NS`].
-pub fn sweep(maps: &KernelMaps) -> Result<SweepReport> {
-    let live = live_tcp_connections()?;
-    let mut report = SweepReport::default();
-    {
+/// Remembers which records had no socket at the previous sweep.
+#[derive(Debug, Default)]
+pub struct Sweeper {
+    suspects: HashSet<SockKey>,
+}
+
+impl Sweeper {
+    /// Removes records whose agent-side socket was missing now and at the previous sweep, and
+    /// pending records older than [`PENDING_MAX_AGE_NS`].
+    pub fn sweep(&mut self, maps: &KernelMaps) -> Result<SweepReport> {
+        let live = live_tcp_connections()?;
+        let mut report = SweepReport::default();
         let mut orig = maps
             .orig_dst
             .write()
             .map_err(|_| anyhow!("record map lock poisoned"))?;
-        let stale: Vec<SockKey> = orig
+        let orphans: HashSet<SockKey> = orig
             .keys()
             .filter_map(|k| k.ok())
             .filter(|k| !live.contains(&(k.local(), k.remote())))
             .collect();
-        for key in stale {
-            if orig.remove(&key).is_ok() {
+        for key in orphans.intersection(&self.suspects) {
+            if orig.remove(key).is_ok() {
                 report.stale_records += 1;
             }
         }
+        drop(orig);
+        self.suspects = orphans;
+        report.stale_pending = sweep_pending(maps)?;
+        if report != SweepReport::default() {
+            tracing::info!(
+                records = report.stale_records,
+                pending = report.stale_pending,
+                "swept stale records"
+            );
+        }
+        Ok(report)
     }
+}
+
+/// Removes pending records older than [`PENDING_MAX_AGE_NS`].
+fn sweep_pending(maps: &KernelMaps) -> Result<usize> {
     let now = monotonic_ns();
     let mut pending = maps
         .pending
@@ -55,12 +80,13 @@ pub fn sweep(maps: &KernelMaps) -> Result<SweepReport> {
         .filter(|(_, orig)| now.saturating_sub(orig.created_ns) > PENDING_MAX_AGE_NS)
         .map(|(cookie, _)| cookie)
         .collect();
+    let mut removed = 0;
     for cookie in old {
         if pending.remove(&cookie).is_ok() {
-            report.stale_pending += 1;
+            removed += 1;
         }
     }
-    Ok(report)
+    Ok(removed)
 }
 
 /// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns()`.

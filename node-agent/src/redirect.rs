@@ -40,6 +40,9 @@ pub struct RedirectSpec {
     pub fastpath: bool,
     /// aya-log level for the kernel programs (0 = off … 4 = debug).
     pub kernel_log_level: u8,
+    /// Bound on redirected connections (live and connecting); None keeps the built-in size.
+    /// Applies when the maps are created; pinned maps keep the size they were created with.
+    pub max_connections: Option<u32>,
 }
 
 /// The loaded programs. Dropping it leaves the pinned links and maps in place.
@@ -55,7 +58,13 @@ pub fn load(spec: &RedirectSpec) -> Result<Redirect> {
             spec.pin_dir.display()
         )
     })?;
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    if let Some(max) = spec.max_connections {
+        loader
+            .map_max_entries(ambit_common::maps::ORIG_DST, max)
+            .map_max_entries(ambit_common::maps::PENDING_ORIG_DST, max);
+    }
+    let mut ebpf = loader
         .default_map_pin_directory(&spec.pin_dir)
         .override_global("AYA_LOG_LEVEL", &spec.kernel_log_level, true)
         .load(PROGRAMS)

@@ -258,6 +258,30 @@ impl MeshCluster {
         Ok(reports[0].clone())
     }
 
+    /// Live original-destination records on a node, from the inspector.
+    pub fn records(&self, short: &str) -> Result<usize> {
+        Ok(self.inspect(short)?["records"]
+            .as_array()
+            .map_or(0, Vec::len))
+    }
+
+    /// Waits until a node has `expected` live records and no pending ones.
+    pub fn wait_records(&self, short: &str, expected: usize) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let report = self.inspect(short)?;
+            let live = report["records"].as_array().map_or(0, Vec::len);
+            let pending = report["pending"].as_array().map_or(0, Vec::len);
+            if live == expected && pending == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("node {short}: {live} live and {pending} pending records, expected {expected} and 0");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A kernel counter of a node, from the inspector.
     pub fn counter(&self, short: &str, name: &str) -> Result<u64> {
         let report = self.inspect(short)?;
@@ -322,9 +346,48 @@ impl MeshCluster {
         WhoamiLine::parse(String::from_utf8_lossy(&out.stdout).trim())
     }
 
+    /// Opens one connection from `from` to the echo server at `to` and keeps it open.
+    pub fn hold(&self, from: &Pod, to: SocketAddrV4) -> Result<HeldConnection> {
+        let mut cmd = self.app.hold(to);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut process = self.sb.spawn_in_pod(from, cmd)?;
+        let stdin = process.take_stdin().context("hold: no stdin")?;
+        let lines = process.stdout_lines()?;
+        let mut held = HeldConnection {
+            _process: process,
+            stdin,
+            lines,
+        };
+        held.ping()
+            .context("the held connection's first round trip")?;
+        Ok(held)
+    }
+
     pub fn echo(&self, from: &Pod, to: SocketAddrV4, bytes: u64) -> Result<EchoReport> {
         let out = self.run_client(from, self.app.echo(to, bytes))?;
         parse_report(&out)
+    }
+}
+
+/// One open connection (the test app's `hold`): each `ping` is an echo round trip on it.
+pub struct HeldConnection {
+    _process: Process,
+    stdin: std::process::ChildStdin,
+    lines: crate::sandbox::OutputLines,
+}
+
+impl HeldConnection {
+    pub fn ping(&mut self) -> Result<()> {
+        use std::io::Write as _;
+        writeln!(self.stdin, "ping").context("writing to hold")?;
+        self.stdin.flush().context("flushing hold's stdin")?;
+        match self.lines.next_line(Duration::from_secs(10))? {
+            Some(line) if line.trim() == "ok" => Ok(()),
+            Some(line) => bail!("held connection: {line}"),
+            None => bail!("held connection: the client exited"),
+        }
     }
 }
 

@@ -1,42 +1,13 @@
-//! The outbound redirect on a real kernel: which connections the node agent captures, and what
-//! it does with them (issue: foundation, tests 1–6).
-
-use std::net::SocketAddrV4;
-use std::time::Duration;
+//! The outbound redirect on a real kernel: which connections the node agent captures.
 
 use ambit_e2e::cluster::MeshCluster;
 use ambit_e2e::require_privileged;
 use ambit_e2e::testapp::{parse_report, ConcurrentReport, ECHO_PORT, WHOAMI_PORT};
+use std::net::SocketAddrV4;
 
-const MIB: u64 = 1024 * 1024;
+mod common;
 
-/// Two nodes; `shop` enrolled with a client on node1 and servers on both nodes; `legacy` not
-/// enrolled; `shop/batch` opted out.
-fn two_node_shop(label: &str) -> MeshCluster {
-    let mut mesh = MeshCluster::new(label).expect("sandbox");
-    mesh.add_node("node1").expect("node1");
-    mesh.add_node("node2").expect("node2");
-    for (node, ns, pod) in [
-        ("node1", "shop", "client"),
-        ("node1", "shop", "echo-1"),
-        ("node2", "shop", "echo-2"),
-        ("node1", "legacy", "old-client"),
-        ("node1", "shop", "batch"),
-    ] {
-        mesh.add_pod(node, ns, pod).expect("pod");
-    }
-    mesh.enroll_namespace("shop");
-    let batch = mesh.sb.pod("shop", "batch").expect("batch").clone();
-    mesh.opt_out_pod(&batch);
-    mesh
-}
-
-fn pod(mesh: &MeshCluster, ns: &str, name: &str) -> ambit_e2e::Pod {
-    mesh.sb
-        .pod(ns, name)
-        .unwrap_or_else(|| panic!("no pod {ns}/{name}"))
-        .clone()
-}
+use common::{pod, two_node_shop, MIB, NODE1_ENROLLED};
 
 #[test]
 fn enrolled_pod_reaches_other_node_through_its_agent() {
@@ -49,7 +20,7 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
     let server = pod(&mesh, "shop", "echo-2");
     let _srv = mesh.serve(&server).expect("server");
     let node1 = mesh.node("node1").unwrap();
-    mesh.wait_enrolled("node1", &["shop/client", "shop/echo-1"])
+    mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
 
     eprintln!("whoami: the server should see node1's agent, not the client pod");
@@ -75,8 +46,8 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
         "the kernel counted no redirected connection ({before} -> {after})"
     );
     assert!(mesh.counter("node1", "redirected").unwrap() >= 2);
-    eprintln!("agent log:\n{}", mesh.agent_log("node1"));
-    let _ = Duration::ZERO;
+    let log = mesh.agent_log("node1");
+    assert!(log.contains("enrollment reconciled"), "agent log:\n{log}");
 }
 
 #[test]
@@ -90,7 +61,7 @@ fn same_node_connection_takes_the_socket_fast_path() {
     let client = pod(&mesh, "shop", "client");
     let server = pod(&mesh, "shop", "echo-1");
     let _srv = mesh.serve(&server).expect("server");
-    mesh.wait_enrolled("node1", &["shop/client", "shop/echo-1"])
+    mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
 
     eprintln!("1 MiB to a pod on the same node, through the agent and the sk_msg fast path");
@@ -110,4 +81,44 @@ fn same_node_connection_takes_the_socket_fast_path() {
     let after = mesh.counter("node1", "fastpath_redirected").unwrap();
     eprintln!("fast-path messages: {before} -> {after}");
     assert!(after > before, "no message took the fast path");
+}
+
+#[test]
+fn unenrolled_namespace_and_opted_out_pod_are_not_redirected() {
+    if !require_privileged() {
+        return;
+    }
+    let mut mesh = two_node_shop("not-enrolled");
+    mesh.start_agents().expect("agents");
+    let server = pod(&mesh, "shop", "echo-2");
+    let _srv = mesh.serve(&server).expect("server");
+    mesh.wait_enrolled("node1", &NODE1_ENROLLED)
+        .expect("enrolled");
+    let before = mesh.counter("node1", "skipped_not_enrolled").unwrap();
+    let redirected_before = mesh.counter("node1", "redirected").unwrap();
+
+    for (ns, name) in [("legacy", "old-client"), ("shop", "batch")] {
+        let client = pod(&mesh, ns, name);
+        eprintln!("{ns}/{name} connects directly: the server sees the pod's own address");
+        let seen = mesh
+            .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
+            .expect("whoami");
+        assert_eq!(
+            seen.peer.ip(),
+            std::net::IpAddr::V4(client.ip),
+            "{ns}/{name}: server saw {seen:?}"
+        );
+    }
+    let enrolled = mesh.enrolled("node1").unwrap();
+    assert!(
+        !enrolled
+            .iter()
+            .any(|w| w == "legacy/old-client" || w == "shop/batch"),
+        "{enrolled:?}"
+    );
+    assert!(mesh.counter("node1", "skipped_not_enrolled").unwrap() >= before + 2);
+    assert_eq!(
+        mesh.counter("node1", "redirected").unwrap(),
+        redirected_before
+    );
 }

@@ -20,6 +20,9 @@ use crate::{exclusions, netns, preflight, records};
 
 /// How often pending records of connects that never completed are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often enrollment is reconciled without a config change: a pod's netns can appear
+/// after its config entry (sandbox not created yet) or vanish (pod deleted).
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -99,6 +102,8 @@ pub async fn run(spec: RunSpec) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     sweep.tick().await;
+    let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
+    reconcile.tick().await;
     loop {
         tokio::select! {
             changed = model_rx.changed() => {
@@ -112,6 +117,10 @@ pub async fn run(spec: RunSpec) -> Result<()> {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading config");
                 source.reload_now();
+            }
+            _ = reconcile.tick() => {
+                let model = model_rx.borrow().clone();
+                reconcile_quietly(&mut enroller, &maps, &model, &spec.node);
             }
             _ = sweep.tick() => {
                 if let Err(e) = sweeper.sweep(&maps) {
@@ -148,6 +157,20 @@ fn apply_model(enroller: &mut Enroller, maps: &KernelMaps, model: &Model, node: 
                 "enrollment reconciled"
             );
         }
+        Err(e) => tracing::error!(error = format!("{e:#}"), "enrollment failed"),
+    }
+}
+
+/// Periodic reconcile: logs only when the enrolled set changed.
+fn reconcile_quietly(enroller: &mut Enroller, maps: &KernelMaps, model: &Model, node: &str) {
+    match enroller.reconcile(maps, model, node) {
+        Ok(report) if report.added + report.removed > 0 => {
+            for (workload, why) in &report.failed {
+                tracing::warn!(%workload, reason = %why, "not enrolled");
+            }
+            tracing::info!(enrolled = report.enrolled.len(), added = report.added, removed = report.removed, "enrollment changed");
+        }
+        Ok(_) => {}
         Err(e) => tracing::error!(error = format!("{e:#}"), "enrollment failed"),
     }
 }

@@ -3,12 +3,14 @@
 //! Enrolling or un-enrolling is one map write: the next connect from that netns is (or is no
 //! longer) redirected. Connections already open are left alone, whichever way.
 //!
-//! netns cookies are cached by the namespace file's inode, so a reload re-enters no namespace
-//! it has seen before.
+//! netns cookies are cached by (path, device, inode) of the namespace file, so a reconcile
+//! re-enters no namespace it has seen before. Entries not seen in a reconcile are dropped, so a
+//! freed inode number reused by a new namespace at the same path cannot pick up a stale cookie
+//! across reconciles.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ambit_common::EnrolledNetns;
 use ambit_mesh::model::Model;
@@ -30,8 +32,8 @@ pub struct EnrollReport {
 
 #[derive(Default)]
 pub struct Enroller {
-    /// (device, inode) of a netns file -> its cookie.
-    cookies: HashMap<(u64, u64), u64>,
+    /// (path, device, inode) of a netns file -> its cookie.
+    cookies: HashMap<(PathBuf, u64, u64), u64>,
 }
 
 impl Enroller {
@@ -43,6 +45,7 @@ impl Enroller {
     ) -> Result<EnrollReport> {
         let mut report = EnrollReport::default();
         let mut desired: BTreeMap<u64, String> = BTreeMap::new();
+        let mut seen = HashMap::new();
         for workload in model.enrolled_on_node(node) {
             let name = format!("{}/{}", workload.namespace, workload.name);
             let Some(path) = workload.netns.as_deref() else {
@@ -51,7 +54,7 @@ impl Enroller {
                     .insert(name, "no network namespace path in the config".to_string());
                 continue;
             };
-            match self.cookie(path) {
+            match self.cookie(path, &mut seen) {
                 Ok(cookie) => {
                     desired.insert(cookie, name);
                 }
@@ -60,6 +63,7 @@ impl Enroller {
                 }
             }
         }
+        self.cookies = seen;
 
         let mut map = maps
             .enrolled
@@ -88,7 +92,11 @@ impl Enroller {
         Ok(report)
     }
 
-    fn cookie(&mut self, path: &Path) -> Result<u64, netns::NetnsError> {
+    fn cookie(
+        &mut self,
+        path: &Path,
+        seen: &mut HashMap<(PathBuf, u64, u64), u64>,
+    ) -> Result<u64, netns::NetnsError> {
         let meta = std::fs::metadata(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 netns::NetnsError::Gone {
@@ -101,12 +109,12 @@ impl Enroller {
                 }
             }
         })?;
-        let id = (meta.dev(), meta.ino());
-        if let Some(cookie) = self.cookies.get(&id) {
-            return Ok(*cookie);
-        }
-        let cookie = netns::cookie_of(path)?;
-        self.cookies.insert(id, cookie);
+        let id = (path.to_owned(), meta.dev(), meta.ino());
+        let cookie = match self.cookies.get(&id) {
+            Some(cookie) => *cookie,
+            None => netns::cookie_of(path)?,
+        };
+        seen.insert(id, cookie);
         Ok(cookie)
     }
 }

@@ -1,13 +1,14 @@
 //! The outbound redirect on a real kernel: which connections the node agent captures.
 
-use ambit_e2e::cluster::MeshCluster;
 use ambit_e2e::require_privileged;
 use ambit_e2e::testapp::{parse_report, ConcurrentReport, ECHO_PORT, WHOAMI_PORT};
 use std::net::SocketAddrV4;
 
 mod common;
 
-use common::{pod, two_node_shop, MIB, NODE1_ENROLLED};
+use common::{pod, two_node_shop, NODE1_ENROLLED};
+
+const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn enrolled_pod_reaches_other_node_through_its_agent() {

@@ -3,8 +3,6 @@
 use ambit_e2e::cluster::MeshCluster;
 use ambit_e2e::Pod;
 
-pub const MIB: u64 = 1024 * 1024;
-
 /// Two nodes; namespace `shop` enrolled with `client` and `echo-1` on node1 and `echo-2` on
 /// node2; `shop/batch` (node1) opted out; `legacy/old-client` (node1) in a namespace that is
 /// not enrolled. Agents are not started yet.

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use crate::kernel_maps::KernelMaps;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const RELAY_BUFFER: usize = 128 * 1024;
+/// Per direction, per connection: 2 × 32 KiB is 64 MiB for 1,000 relayed connections.
+const RELAY_BUFFER: usize = 32 * 1024;
 
 /// Counters of the outbound proxy, exported on the metrics port.
 #[derive(Debug, Default)]
@@ -44,6 +45,12 @@ pub struct Outbound {
 
 #[derive(Debug, thiserror::Error)]
 enum OutboundError {
+    #[error("accepted connection from {peer} has no local address")]
+    Accept {
+        peer: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no kernel record for {peer} -> {local}: not a redirected connection, refused")]
     NoRecord { peer: SocketAddr, local: SocketAddr },
     #[error("connect to original destination {dst} for {origin} failed")]
@@ -89,11 +96,7 @@ impl Outbound {
     async fn handle(&self, client: TcpStream, peer: SocketAddr) -> Result<(), OutboundError> {
         let local = client
             .local_addr()
-            .map_err(|source| OutboundError::Upstream {
-                dst: peer,
-                origin: "unknown".into(),
-                source,
-            })?;
+            .map_err(|source| OutboundError::Accept { peer, source })?;
         let Some(orig) = self.lookup(local, peer) else {
             self.stats.refused_no_record.fetch_add(1, Relaxed);
             reset(client);

@@ -16,7 +16,7 @@ use crate::enroll::Enroller;
 use crate::kernel_maps::{pin_dir, KernelMaps};
 use crate::outbound::{Outbound, OutboundStats};
 use crate::redirect::{self, RedirectSpec};
-use crate::{exclusions, netns, preflight, records};
+use crate::{exclusions, metrics, netns, preflight, records};
 
 /// How often pending records of connects that never completed are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -36,6 +36,10 @@ pub struct RunSpec {
     pub kernel_log_level: u8,
     pub ready_file: Option<PathBuf>,
     pub max_connections: Option<u32>,
+    /// Prometheus metrics port (0 disables it).
+    pub metrics_port: u16,
+    /// Readiness port (0 disables it).
+    pub readiness_port: u16,
 }
 
 pub async fn run(spec: RunSpec) -> Result<()> {
@@ -52,9 +56,11 @@ pub async fn run(spec: RunSpec) -> Result<()> {
         );
     }
 
-    let source = FileSource::start(&spec.config)
-        .await
-        .with_context(|| format!("loading config {}", spec.config.display()))?;
+    let source = Arc::new(
+        FileSource::start(&spec.config)
+            .await
+            .with_context(|| format!("loading config {}", spec.config.display()))?,
+    );
     let mut model_rx = source.subscribe();
     let model = model_rx.borrow_and_update().clone();
     let (agent_ip4, agent_ip6) = agent_addresses(&spec, &model)?;
@@ -91,6 +97,33 @@ pub async fn run(spec: RunSpec) -> Result<()> {
     });
     for listener in listeners {
         tokio::spawn(Arc::clone(&outbound).serve(listener));
+    }
+    let observed = Arc::new(metrics::Observed {
+        maps: Arc::clone(&maps),
+        outbound: Arc::clone(&stats),
+        config: Arc::clone(&source),
+    });
+    if spec.metrics_port != 0 {
+        let listener = metrics::bind(spec.metrics_port).await.context("metrics")?;
+        tokio::spawn(metrics::serve(
+            listener,
+            "/metrics",
+            "text/plain; version=0.0.4",
+            Arc::clone(&observed),
+            metrics::render,
+        ));
+    }
+    if spec.readiness_port != 0 {
+        let listener = metrics::bind(spec.readiness_port)
+            .await
+            .context("readiness")?;
+        tokio::spawn(metrics::serve(
+            listener,
+            "/healthz/ready",
+            "text/plain",
+            observed,
+            metrics::readiness,
+        ));
     }
     if let Some(path) = &spec.ready_file {
         std::fs::write(path, "ready\n").with_context(|| format!("writing {}", path.display()))?;
@@ -168,7 +201,12 @@ fn reconcile_quietly(enroller: &mut Enroller, maps: &KernelMaps, model: &Model, 
             for (workload, why) in &report.failed {
                 tracing::warn!(%workload, reason = %why, "not enrolled");
             }
-            tracing::info!(enrolled = report.enrolled.len(), added = report.added, removed = report.removed, "enrollment changed");
+            tracing::info!(
+                enrolled = report.enrolled.len(),
+                added = report.added,
+                removed = report.removed,
+                "enrollment changed"
+            );
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = format!("{e:#}"), "enrollment failed"),

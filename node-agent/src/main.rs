@@ -5,6 +5,7 @@ mod enroll;
 mod exclusions;
 mod inspect;
 mod kernel_maps;
+mod metrics;
 mod netns;
 mod outbound;
 mod preflight;
@@ -64,6 +65,12 @@ enum Command {
         /// the mesh is never bypassed. Applies when the maps are first created.
         #[arg(long)]
         max_connections: Option<u32>,
+        /// Prometheus metrics (GET /metrics); 0 disables.
+        #[arg(long, default_value_t = 15020)]
+        metrics_port: u16,
+        /// Readiness (GET /healthz/ready); 0 disables.
+        #[arg(long, default_value_t = 15021)]
+        readiness_port: u16,
     },
     /// Check that this node can run the redirect; print what is missing and how to fix it.
     Preflight {
@@ -124,6 +131,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             kernel_debug_log,
             ready_file,
             max_connections,
+            metrics_port,
+            readiness_port,
         } => {
             let cgroup = match cgroup {
                 Some(c) => c,
@@ -140,6 +149,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 kernel_log_level: if kernel_debug_log { 4 } else { 0 },
                 ready_file,
                 max_connections,
+                metrics_port,
+                readiness_port,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

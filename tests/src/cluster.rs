@@ -258,6 +258,37 @@ impl MeshCluster {
         Ok(reports[0].clone())
     }
 
+    /// GET `path` from the agent of node `short` on `port` (15020 metrics, 15021 readiness),
+    /// from inside the node's network namespace.
+    pub fn agent_http(&self, short: &str, port: u16, path: &str) -> Result<String> {
+        use std::io::{Read as _, Write as _};
+        let node = self.node(short)?;
+        let addr = std::net::SocketAddr::from((node.address, port));
+        crate::sandbox::run_inside(&node.netns_path, || {
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .with_context(|| format!("connecting to {addr}"))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        })
+    }
+
+    /// The value of one metric sample (`name{labels}` exactly as exported) on node `short`.
+    pub fn metric(&self, short: &str, sample: &str) -> Result<u64> {
+        let text = self.agent_http(short, 15020, "/metrics")?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .with_context(|| format!("no sample {sample} in the agent's metrics:\n{text}"))
+    }
+
     /// Live original-destination records on a node, from the inspector.
     pub fn records(&self, short: &str) -> Result<usize> {
         Ok(self.inspect(short)?["records"]

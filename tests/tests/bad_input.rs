@@ -54,6 +54,13 @@ fn invalid_config_keeps_the_last_good_one_and_names_the_field() {
         "the rejection names no field: {line}"
     );
 
+    assert!(mesh.metric("node1", "ambit_config_rejected_total").unwrap() >= 1);
+    let ready = mesh.agent_http("node1", 15021, "/healthz/ready").unwrap();
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains("config rejected"),
+        "{ready}"
+    );
+
     eprintln!("the last good config stays in force: still enrolled, still redirected");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("still enrolled");

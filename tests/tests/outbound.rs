@@ -55,6 +55,13 @@ fn direct_connection_to_the_outbound_port_is_refused() {
     }
     let log = mesh.agent_log("node1");
     assert!(log.contains("no kernel record"), "agent log:\n{log}");
+    let refused = mesh
+        .metric(
+            "node1",
+            "ambit_outbound_connections_total{result=\"refused_no_record\"}",
+        )
+        .unwrap();
+    assert_eq!(refused, 2);
 }
 
 #[test]

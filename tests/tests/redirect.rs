@@ -47,6 +47,16 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
         "the kernel counted no redirected connection ({before} -> {after})"
     );
     assert!(mesh.counter("node1", "redirected").unwrap() >= 2);
+    let relayed = mesh
+        .metric(
+            "node1",
+            "ambit_outbound_connections_total{result=\"relayed\"}",
+        )
+        .unwrap();
+    assert!(
+        relayed >= 2,
+        "the agent's metrics show {relayed} relayed connections"
+    );
     let log = mesh.agent_log("node1");
     assert!(log.contains("enrollment reconciled"), "agent log:\n{log}");
 }

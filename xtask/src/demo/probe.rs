@@ -1,0 +1,153 @@
+//! One connection of the demo and the evidence of where it went: the peer address the server
+//! saw, and how the source node's kernel counters moved meanwhile.
+//!
+//! A connection counts as "through the mesh" only when both agree: the server saw the source
+//! node's agent (not the client pod), and the kernel counted a redirect. Anything else fails
+//! the demo with a message that says what was seen.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+
+use ambit_e2e::cluster::MeshCluster;
+use ambit_e2e::testapp::WHOAMI_PORT;
+use ambit_e2e::{Node, Pod};
+use anyhow::{bail, Context, Result};
+
+/// A node's kernel counters at one moment, as the inspector reports them.
+pub struct Counters(BTreeMap<String, u64>);
+
+impl Counters {
+    pub fn read(mesh: &MeshCluster, node: &str) -> Result<Counters> {
+        let report = mesh.inspect(node)?;
+        let counters = report["counters"]
+            .as_object()
+            .with_context(|| format!("the inspector's report for {node} has no counters"))?
+            .iter()
+            .filter_map(|(name, v)| Some((name.clone(), v.as_u64()?)))
+            .collect();
+        Ok(Counters(counters))
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// How much `name` grew since `before`.
+    pub fn since(&self, before: &Counters, name: &str) -> u64 {
+        self.get(name).saturating_sub(before.get(name))
+    }
+}
+
+/// Where a connection went, judged from what the server saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The source node's agent relayed it.
+    Mesh,
+    /// The client pod reached the server itself.
+    Direct,
+}
+
+/// One probe's evidence.
+pub struct Probe {
+    pub from: Pod,
+    pub to: Pod,
+    pub route: Route,
+    /// The client address the server saw.
+    pub peer: SocketAddr,
+    /// Growth of the source node's kernel counters during the probe.
+    pub redirected: u64,
+    pub established: u64,
+    pub skipped_not_enrolled: u64,
+}
+
+impl Probe {
+    /// `shop/client -> shop/echo-2`.
+    pub fn title(&self) -> String {
+        format!("{} -> {}", self.from.id(), self.to.id())
+    }
+}
+
+/// Asks `to`'s whoami server who is calling, from `from`, and checks the answer against `want`.
+pub fn whoami(mesh: &MeshCluster, from: &Pod, to: &Pod, want: Route) -> Result<Probe> {
+    let node = mesh.node(&from.node)?;
+    let before = Counters::read(mesh, &from.node)?;
+    let seen = mesh.whoami(from, SocketAddrV4::new(to.ip, WHOAMI_PORT))?;
+    let after = Counters::read(mesh, &from.node)?;
+    if seen.server != to.name {
+        bail!(
+            "{} answered as {:?}: the connection reached the wrong server",
+            to.id(),
+            seen.server
+        );
+    }
+    let route = if is_agent_address(&node, seen.peer.ip()) {
+        Route::Mesh
+    } else if seen.peer.ip() == IpAddr::V4(from.ip) {
+        Route::Direct
+    } else {
+        bail!(
+            "{} saw the connection from {} coming from {}, which is neither the pod ({}) nor \
+             {}'s agent ({})",
+            to.id(),
+            from.id(),
+            seen.peer,
+            from.ip,
+            node.short_name,
+            node.address
+        );
+    };
+    let probe = Probe {
+        from: from.clone(),
+        to: to.clone(),
+        route,
+        peer: seen.peer,
+        redirected: after.since(&before, "redirected"),
+        established: after.since(&before, "established"),
+        skipped_not_enrolled: after.since(&before, "skipped_not_enrolled"),
+    };
+    check(&probe, want, &node)?;
+    Ok(probe)
+}
+
+/// The addresses the agent of `node` connects from: its fabric address towards other nodes,
+/// the pods' gateway address towards its own pods.
+pub fn is_agent_address(node: &Node, ip: IpAddr) -> bool {
+    ip == IpAddr::V4(node.address) || ip == IpAddr::V4(node.pod_gateway)
+}
+
+/// Fails unless the server's view and the kernel counters both say `want`.
+fn check(probe: &Probe, want: Route, node: &Node) -> Result<()> {
+    let what = probe.title();
+    match (want, probe.route) {
+        (Route::Mesh, Route::Direct) => bail!(
+            "{what} should have gone through {}'s agent, but {} saw the pod's own address {}: \
+             the kernel did not redirect it (redirected +{})",
+            node.short_name,
+            probe.to.name,
+            probe.peer,
+            probe.redirected
+        ),
+        (Route::Direct, Route::Mesh) => bail!(
+            "{what} should have gone directly, but {} saw {}'s agent ({}): a pod outside the \
+             mesh was redirected",
+            probe.to.name,
+            node.short_name,
+            probe.peer
+        ),
+        (Route::Mesh, Route::Mesh) if probe.redirected == 0 || probe.established == 0 => bail!(
+            "{what}: {} saw {}'s agent, but {}'s kernel counted redirected +{}, established +{}",
+            probe.to.name,
+            node.short_name,
+            node.short_name,
+            probe.redirected,
+            probe.established
+        ),
+        (Route::Direct, Route::Direct) if probe.redirected != 0 => bail!(
+            "{what}: {} saw the pod itself, but {}'s kernel counted redirected +{}",
+            probe.to.name,
+            node.short_name,
+            probe.redirected
+        ),
+        _ => Ok(()),
+    }
+}

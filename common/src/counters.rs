@@ -36,10 +36,13 @@ pub enum Counter {
     FastpathRedirected,
     /// A message from a fast-path socket took the TCP stack (no peer socket in the map).
     FastpathPassed,
+    /// Skipped: a connect from the node's own network namespace (the agent's upstream
+    /// connections, host-network pods), which is never enrolled.
+    SkippedNodeNetns,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
 
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Redirected,
@@ -58,6 +61,7 @@ impl Counter {
         Counter::FastpathInsertFailed,
         Counter::FastpathRedirected,
         Counter::FastpathPassed,
+        Counter::SkippedNodeNetns,
     ];
 
     /// Stable snake_case name, used by the inspector and as a metric label.
@@ -79,6 +83,7 @@ impl Counter {
             Counter::FastpathInsertFailed => "fastpath_insert_failed",
             Counter::FastpathRedirected => "fastpath_redirected",
             Counter::FastpathPassed => "fastpath_passed",
+            Counter::SkippedNodeNetns => "skipped_node_netns",
         }
     }
 }

@@ -97,17 +97,20 @@ fn decide(ctx: &SockAddrContext, sa: *mut bpf_sock_addr, dst: IpWords, port: u16
     if read_u32!(sa, type_) != SOCK_STREAM || read_u32!(sa, protocol) != IPPROTO_TCP {
         return Verdict::Skip(Counter::SkippedNotTcp);
     }
-    // SAFETY: the helper only reads the context.
-    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
-    // SAFETY: the value is copied out before anything can remove the entry.
-    if unsafe { ENROLLED_NETNS.get(&netns) }.is_none() {
-        return Verdict::Skip(Counter::SkippedNotEnrolled);
-    }
     let Some(cfg) = REDIRECT_CONFIG.get(0) else {
         return Verdict::Skip(Counter::SkippedNoConfig);
     };
     if cfg.outbound_port == 0 {
         return Verdict::Skip(Counter::SkippedNoConfig);
+    }
+    // SAFETY: the helper only reads the context.
+    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    if netns == cfg.agent_netns_cookie {
+        return Verdict::Skip(Counter::SkippedNodeNetns);
+    }
+    // SAFETY: only tested for presence.
+    if unsafe { ENROLLED_NETNS.get(&netns) }.is_none() {
+        return Verdict::Skip(Counter::SkippedNotEnrolled);
     }
     if dst.is_loopback() {
         return Verdict::Skip(Counter::SkippedLoopback);

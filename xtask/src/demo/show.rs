@@ -199,20 +199,20 @@ pub fn summary(outcomes: &[Outcome], node1: &Counters) {
         }
     }
     let [mesh, direct] = counts;
-    let (redirected, established, skipped) = (
+    let (redirected, established, skipped, node_netns) = (
         node1.get("redirected"),
         node1.get("established"),
         node1.get("skipped_not_enrolled"),
+        node1.get("skipped_node_netns"),
     );
     println!(
         "   node1's kernel counted redirected {redirected}, established {established}, \
-         skipped_not_enrolled {skipped}."
+         skipped_not_enrolled {skipped}, skipped_node_netns {node_netns}."
     );
-    if redirected == mesh && established == mesh && skipped == direct + mesh {
+    if redirected == mesh && established == mesh && skipped == direct && node_netns == mesh {
         println!(
-            "   That is {mesh} connections into the mesh, and {skipped} connects left alone: \
-             the {direct} direct ones\n   and the agent's own {mesh} upstream connects (the \
-             agent runs inside the hooked cgroup, not enrolled)."
+            "   That is {mesh} connections into the mesh, the {direct} direct ones left alone, and the\n   \
+             agent's own {mesh} upstream connects, made from the node's network namespace."
         );
     }
     println!(

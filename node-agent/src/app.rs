@@ -94,6 +94,7 @@ pub async fn run(spec: RunSpec) -> Result<()> {
         model: model_rx.clone(),
         fastpath: spec.fastpath,
         stats: Arc::clone(&stats),
+        source: agent_ip4.map(IpAddr::V4).or(agent_ip6.map(IpAddr::V6)),
     });
     for listener in listeners {
         tokio::spawn(Arc::clone(&outbound).serve(listener));

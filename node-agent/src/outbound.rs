@@ -41,6 +41,8 @@ pub struct Outbound {
     pub model: watch::Receiver<Arc<Model>>,
     pub fastpath: bool,
     pub stats: Arc<OutboundStats>,
+    /// The agent's address as pods see it; upstream connections leave from it.
+    pub source: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +109,7 @@ impl Outbound {
             .maps
             .workload_of(orig.netns_cookie)
             .unwrap_or_else(|| format!("netns:{}", orig.netns_cookie));
-        let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await {
+        let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect(dst)).await {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(source)) => {
                 self.stats.upstream_failed.fetch_add(1, Relaxed);
@@ -148,6 +150,21 @@ impl Outbound {
             Err(e) => tracing::debug!(%origin, %dst, error = %e, "connection ended with an error"),
         }
         Ok(())
+    }
+
+    /// Connects from the agent's own address when the families match. Without the bind, a
+    /// connection to a pod on this node would leave from the pod gateway address, and the
+    /// pod would see (and the kernel programs would not recognise) a different agent.
+    async fn connect(&self, dst: SocketAddr) -> std::io::Result<TcpStream> {
+        let socket = if dst.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Some(source) = self.source.filter(|s| s.is_ipv4() == dst.is_ipv4()) {
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
+        socket.connect(dst).await
     }
 
     fn lookup(&self, local: SocketAddr, peer: SocketAddr) -> Option<OrigDst> {

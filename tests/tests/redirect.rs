@@ -92,6 +92,12 @@ fn same_node_connection_takes_the_socket_fast_path() {
     let after = mesh.counter("node1", "fastpath_redirected").unwrap();
     eprintln!("fast-path messages: {before} -> {after}");
     assert!(after > before, "no message took the fast path");
+
+    eprintln!("an open connection has all four ends on the fast path: pod, agent x2, pod");
+    let mut held = mesh.hold(&client, SocketAddrV4::new(server.ip, ECHO_PORT)).expect("hold");
+    held.ping().expect("round trip");
+    let report = mesh.inspect("node1").unwrap();
+    assert_eq!(report["fastpath_sockets"], 4, "{report}");
 }
 
 #[test]

@@ -136,8 +136,8 @@ pub async fn run(spec: RunSpec) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     sweep.tick().await;
-    let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
-    reconcile.tick().await;
+    let mut reconcile_tick = tokio::time::interval(RECONCILE_INTERVAL);
+    reconcile_tick.tick().await;
     loop {
         tokio::select! {
             changed = model_rx.changed() => {
@@ -152,9 +152,9 @@ pub async fn run(spec: RunSpec) -> Result<()> {
                 tracing::info!("SIGHUP: reloading config");
                 source.reload_now();
             }
-            _ = reconcile.tick() => {
+            _ = reconcile_tick.tick() => {
                 let model = model_rx.borrow().clone();
-                reconcile_quietly(&mut enroller, &maps, &model, &spec.node);
+                reconcile(&mut enroller, &maps, &model, &spec.node, false);
             }
             _ = sweep.tick() => {
                 if let Err(e) = sweeper.sweep(&maps) {
@@ -178,8 +178,20 @@ fn apply_model(enroller: &mut Enroller, maps: &KernelMaps, model: &Model, node: 
             "updating redirect exclusions failed; previous exclusions stay"
         );
     }
+    reconcile(enroller, maps, model, node, true);
+}
+
+/// Reconciles enrollment. The periodic run (`always_log` false) logs only when the enrolled
+/// set changed, so a pod whose netns is missing is reported once per change, not every tick.
+fn reconcile(
+    enroller: &mut Enroller,
+    maps: &KernelMaps,
+    model: &Model,
+    node: &str,
+    always_log: bool,
+) {
     match enroller.reconcile(maps, model, node) {
-        Ok(report) => {
+        Ok(report) if always_log || report.added + report.removed > 0 => {
             for (workload, why) in &report.failed {
                 tracing::warn!(%workload, reason = %why, "not enrolled");
             }
@@ -189,24 +201,6 @@ fn apply_model(enroller: &mut Enroller, maps: &KernelMaps, model: &Model, node: 
                 removed = report.removed,
                 failed = report.failed.len(),
                 "enrollment reconciled"
-            );
-        }
-        Err(e) => tracing::error!(error = format!("{e:#}"), "enrollment failed"),
-    }
-}
-
-/// Periodic reconcile: logs only when the enrolled set changed.
-fn reconcile_quietly(enroller: &mut Enroller, maps: &KernelMaps, model: &Model, node: &str) {
-    match enroller.reconcile(maps, model, node) {
-        Ok(report) if report.added + report.removed > 0 => {
-            for (workload, why) in &report.failed {
-                tracing::warn!(%workload, reason = %why, "not enrolled");
-            }
-            tracing::info!(
-                enrolled = report.enrolled.len(),
-                added = report.added,
-                removed = report.removed,
-                "enrollment changed"
             );
         }
         Ok(_) => {}

@@ -234,16 +234,10 @@ fn program_types() -> Vec<Check> {
     ]
     .into_iter()
     .map(|(ty, name, config)| {
-        let ok = aya::sys::is_program_supported(ty).unwrap_or(false);
-        check(
+        supported(
             name,
-            ok,
-            if ok {
-                "supported".into()
-            } else {
-                "not supported by this kernel".into()
-            },
-            format!("use a kernel with {config}"),
+            aya::sys::is_program_supported(ty).unwrap_or(false),
+            config,
         )
     })
     .collect()
@@ -265,17 +259,26 @@ fn map_types() -> Vec<Check> {
     ]
     .into_iter()
     .map(|(ty, name, config)| {
-        let ok = aya::sys::is_map_supported(ty).unwrap_or(false);
-        check(
+        supported(
             name,
-            ok,
-            if ok {
-                "supported".into()
-            } else {
-                "not supported by this kernel".into()
-            },
-            format!("use a kernel with {config}"),
+            aya::sys::is_map_supported(ty).unwrap_or(false),
+            config,
         )
     })
     .collect()
+}
+
+/// The result of a kernel feature probe.
+fn supported(name: &'static str, ok: bool, config: &str) -> Check {
+    let detail = if ok {
+        "supported"
+    } else {
+        "not supported by this kernel"
+    };
+    check(
+        name,
+        ok,
+        detail.to_string(),
+        format!("use a kernel with {config}"),
+    )
 }

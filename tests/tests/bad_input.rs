@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ambit_e2e::require_privileged;
 use ambit_e2e::testapp::{ECHO_PORT, WHOAMI_PORT};
-use common::{pod, two_node_shop, NODE1_ENROLLED};
+use common::{pod, running_shop, two_node_shop, RunningShop, NODE1_ENROLLED};
 
 /// Waits until the agent's log on `node` contains `needle`.
 fn wait_for_log(mesh: &ambit_e2e::cluster::MeshCluster, node: &str, needle: &str) -> String {
@@ -33,12 +33,13 @@ fn invalid_config_keeps_the_last_good_one_and_names_the_field() {
     if !require_privileged() {
         return;
     }
-    let mut mesh = two_node_shop("bad-config");
-    mesh.start_agents().expect("agents");
-    let client = pod(&mesh, "shop", "client");
-    let server = pod(&mesh, "shop", "echo-2");
-    let node1 = mesh.node("node1").unwrap();
-    let _srv = mesh.serve(&server).expect("server");
+    let RunningShop {
+        mut mesh,
+        client,
+        server,
+        node1,
+        ..
+    } = running_shop("bad-config", &[], "echo-2");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
 
@@ -107,12 +108,12 @@ fn full_record_map_refuses_new_connects_and_counts_them() {
     if !require_privileged() {
         return;
     }
-    let mut mesh = two_node_shop("map-full");
-    mesh.agent_args = vec!["--max-connections".into(), "4".into()];
-    mesh.start_agents().expect("agents");
-    let client = pod(&mesh, "shop", "client");
-    let server = pod(&mesh, "shop", "echo-2");
-    let _srv = mesh.serve(&server).expect("server");
+    let RunningShop {
+        mesh,
+        client,
+        server,
+        ..
+    } = running_shop("map-full", &["--max-connections", "4"], "echo-2");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
     let report = mesh.inspect("node1").unwrap();

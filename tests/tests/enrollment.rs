@@ -6,19 +6,20 @@ use std::net::{IpAddr, SocketAddrV4};
 
 use ambit_e2e::require_privileged;
 use ambit_e2e::testapp::{ECHO_PORT, WHOAMI_PORT};
-use common::{pod, two_node_shop, NODE1_ENROLLED};
+use common::{running_shop, RunningShop, NODE1_ENROLLED};
 
 #[test]
 fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
     if !require_privileged() {
         return;
     }
-    let mut mesh = two_node_shop("unenroll");
-    mesh.start_agents().expect("agents");
-    let client = pod(&mesh, "shop", "client");
-    let server = pod(&mesh, "shop", "echo-2");
-    let node1 = mesh.node("node1").unwrap();
-    let _srv = mesh.serve(&server).expect("server");
+    let RunningShop {
+        mut mesh,
+        client,
+        server,
+        node1,
+        ..
+    } = running_shop("unenroll", &[], "echo-2");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ambit_e2e::require_privileged;
 use ambit_e2e::testapp::{parse_report, ConcurrentReport, ECHO_PORT};
-use common::{pod, two_node_shop, NODE1_ENROLLED};
+use common::{pod, running_shop, two_node_shop, RunningShop, NODE1_ENROLLED};
 
 const OUTBOUND_PORT: u16 = 15001;
 
@@ -69,11 +69,12 @@ fn thousand_concurrent_redirected_connections_leave_no_records_behind() {
     if !require_privileged() {
         return;
     }
-    let mut mesh = two_node_shop("thousand");
-    mesh.start_agents().expect("agents");
-    let client = pod(&mesh, "shop", "client");
-    let server = pod(&mesh, "shop", "echo-2");
-    let _srv = mesh.serve(&server).expect("server");
+    let RunningShop {
+        mesh,
+        client,
+        server,
+        ..
+    } = running_shop("thousand", &[], "echo-2");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
     mesh.wait_records("node1", 0).expect("baseline: no records");

@@ -6,7 +6,7 @@ use std::net::SocketAddrV4;
 
 mod common;
 
-use common::{pod, two_node_shop, NODE1_ENROLLED};
+use common::{pod, running_shop, RunningShop, NODE1_ENROLLED};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -15,12 +15,13 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
     if !require_privileged() {
         return;
     }
-    let mut mesh = two_node_shop("cross-node");
-    mesh.start_agents().expect("agents");
-    let client = pod(&mesh, "shop", "client");
-    let server = pod(&mesh, "shop", "echo-2");
-    let _srv = mesh.serve(&server).expect("server");
-    let node1 = mesh.node("node1").unwrap();
+    let RunningShop {
+        mesh,
+        client,
+        server,
+        node1,
+        ..
+    } = running_shop("cross-node", &[], "echo-2");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
 
@@ -66,12 +67,12 @@ fn same_node_connection_takes_the_socket_fast_path() {
     if !require_privileged() {
         return;
     }
-    let mut mesh = two_node_shop("fastpath");
-    mesh.agent_args.push("--fastpath".into());
-    mesh.start_agents().expect("agents");
-    let client = pod(&mesh, "shop", "client");
-    let server = pod(&mesh, "shop", "echo-1");
-    let _srv = mesh.serve(&server).expect("server");
+    let RunningShop {
+        mesh,
+        client,
+        server,
+        ..
+    } = running_shop("fastpath", &["--fastpath"], "echo-1");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
 
@@ -94,7 +95,9 @@ fn same_node_connection_takes_the_socket_fast_path() {
     assert!(after > before, "no message took the fast path");
 
     eprintln!("an open connection has all four ends on the fast path: pod, agent x2, pod");
-    let mut held = mesh.hold(&client, SocketAddrV4::new(server.ip, ECHO_PORT)).expect("hold");
+    let mut held = mesh
+        .hold(&client, SocketAddrV4::new(server.ip, ECHO_PORT))
+        .expect("hold");
     held.ping().expect("round trip");
     let report = mesh.inspect("node1").unwrap();
     assert_eq!(report["fastpath_sockets"], 4, "{report}");
@@ -105,10 +108,7 @@ fn unenrolled_namespace_and_opted_out_pod_are_not_redirected() {
     if !require_privileged() {
         return;
     }
-    let mut mesh = two_node_shop("not-enrolled");
-    mesh.start_agents().expect("agents");
-    let server = pod(&mesh, "shop", "echo-2");
-    let _srv = mesh.serve(&server).expect("server");
+    let RunningShop { mesh, server, .. } = running_shop("not-enrolled", &[], "echo-2");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
     let before = mesh.counter("node1", "skipped_not_enrolled").unwrap();

@@ -1,4 +1,8 @@
 //! The cluster most end-to-end tests start from.
+#![allow(
+    dead_code,
+    reason = "each test binary compiles this module and uses a different part of it"
+)]
 
 use ambit_e2e::cluster::MeshCluster;
 use ambit_e2e::Pod;
@@ -34,3 +38,33 @@ pub fn pod(mesh: &MeshCluster, ns: &str, name: &str) -> Pod {
 
 /// The workloads node1 enrolls in `two_node_shop`.
 pub const NODE1_ENROLLED: [&str; 2] = ["shop/client", "shop/echo-1"];
+
+/// [`two_node_shop`] with its agents running, a test-app server in `shop/<server>`, and
+/// node1's enrollment settled.
+pub struct RunningShop {
+    pub mesh: MeshCluster,
+    /// `shop/client`, on node1.
+    pub client: Pod,
+    pub server: Pod,
+    pub node1: ambit_e2e::Node,
+    _servers: ambit_e2e::Process,
+}
+
+pub fn running_shop(label: &str, agent_args: &[&str], server: &str) -> RunningShop {
+    let mut mesh = two_node_shop(label);
+    mesh.agent_args = agent_args.iter().map(|a| a.to_string()).collect();
+    mesh.start_agents().expect("agents");
+    let client = pod(&mesh, "shop", "client");
+    let server = pod(&mesh, "shop", server);
+    let node1 = mesh.node("node1").expect("node1");
+    let servers = mesh.serve(&server).expect("server");
+    mesh.wait_enrolled("node1", &NODE1_ENROLLED)
+        .expect("enrolled");
+    RunningShop {
+        mesh,
+        client,
+        server,
+        node1,
+        _servers: servers,
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ambit_e2e::require_privileged;
 use ambit_e2e::testapp::{parse_report, ConcurrentReport, ECHO_PORT};
-use common::{pod, running_shop, two_node_shop, RunningShop, NODE1_ENROLLED};
+use common::{pod, running_shop, two_node_shop, RunningShop};
 
 const OUTBOUND_PORT: u16 = 15001;
 
@@ -75,8 +75,6 @@ fn thousand_concurrent_redirected_connections_leave_no_records_behind() {
         server,
         ..
     } = running_shop("thousand", &[], "echo-2");
-    mesh.wait_enrolled("node1", &NODE1_ENROLLED)
-        .expect("enrolled");
     mesh.wait_records("node1", 0).expect("baseline: no records");
     let established = mesh.counter("node1", "established").unwrap();
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddrV4};
 
 use ambit_e2e::require_privileged;
 use ambit_e2e::testapp::{ECHO_PORT, WHOAMI_PORT};
-use common::{running_shop, RunningShop, NODE1_ENROLLED};
+use common::{running_shop, RunningShop};
 
 #[test]
 fn agent_restart_keeps_redirecting_without_stale_records() {
@@ -21,8 +21,6 @@ fn agent_restart_keeps_redirecting_without_stale_records() {
         node1,
         ..
     } = running_shop("restart", &[], "echo-2");
-    mesh.wait_enrolled("node1", &NODE1_ENROLLED)
-        .expect("enrolled");
     let held = mesh
         .hold(&client, SocketAddrV4::new(server.ip, ECHO_PORT))
         .expect("hold");

@@ -227,26 +227,31 @@ fn agent_addresses(spec: &RunSpec, model: &Model) -> Result<(Option<Ipv4Addr>, O
     })
 }
 
+/// Accept queue of the outbound listener. A node's pods open connections in bursts (a client
+/// pool warming up); a short queue overflows and the kernel drops handshakes that the
+/// clients already consider complete. The kernel caps it at net.core.somaxconn.
+const OUTBOUND_BACKLOG: u32 = 65_535;
+
 async fn bind_outbound(port: u16, ipv6: bool) -> Result<Vec<TcpListener>> {
-    let mut listeners = vec![
-        TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
-            .await
-            .with_context(|| {
-                format!("binding the outbound listener on port {port} (another agent running?)")
-            })?,
-    ];
+    let v4 = tokio::net::TcpSocket::new_v4()?;
+    v4.set_reuseaddr(true)?;
+    v4.bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+        .with_context(|| {
+            format!("binding the outbound listener on port {port} (another agent running?)")
+        })?;
+    let mut listeners = vec![v4.listen(OUTBOUND_BACKLOG)?];
     if ipv6 {
-        let socket = tokio::net::TcpSocket::new_v6()?;
-        socket.set_reuseaddr(true)?;
+        let v6 = tokio::net::TcpSocket::new_v6()?;
+        v6.set_reuseaddr(true)?;
         // IPv6 only: IPv4 is served by the listener above.
-        socket2_v6only(&socket)?;
-        socket.bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))?;
-        listeners.push(socket.listen(4096)?);
+        set_v6only(&v6)?;
+        v6.bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))?;
+        listeners.push(v6.listen(OUTBOUND_BACKLOG)?);
     }
     Ok(listeners)
 }
 
-fn socket2_v6only(socket: &tokio::net::TcpSocket) -> Result<()> {
+fn set_v6only(socket: &tokio::net::TcpSocket) -> Result<()> {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     // SAFETY: valid fd and option buffer of the declared size.

@@ -107,6 +107,11 @@ fn thousand_concurrent_redirected_connections_leave_no_records_behind() {
             .filter(|l| l.split_whitespace().nth(1).is_none_or(|v| v != "0"))
             .collect();
         eprintln!("node1 TCP counters:\n{}", interesting.join("\n"));
+        let ss = std::process::Command::new("ip")
+            .args(["netns", "exec", &node1.netns, "ss", "-ltn"])
+            .output()
+            .expect("ss");
+        eprintln!("{}", String::from_utf8_lossy(&ss.stdout));
     }
     assert_eq!((report.ok, report.failed), (1000, 0), "{report:?}");
     assert!(mesh.counter("node1", "established").unwrap() >= established + 1000);

@@ -41,7 +41,7 @@ pub struct MeshCluster {
     config_path: PathBuf,
     state: ClusterState,
     agents: BTreeMap<String, Process>,
-    /// Extra `ambit-node run` arguments (e.g. `--no-fastpath`).
+    /// Extra `ambit-node run` arguments for agents started afterwards (e.g. `--fastpath`).
     pub agent_args: Vec<String>,
 }
 

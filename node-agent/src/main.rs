@@ -11,6 +11,7 @@ mod outbound;
 mod preflight;
 mod records;
 mod redirect;
+mod relay;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -152,6 +153,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 metrics_port,
                 readiness_port,
             };
+            raise_open_files_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -206,6 +208,25 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 dir.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Each relayed connection holds six descriptors (two sockets, two pipes): lift the soft
+/// limit to the hard one so a busy node does not run out at the default 1,024.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: limit is a valid rlimit to fill in and then pass back.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open-files limit to {}", limit.rlim_max);
+            }
         }
     }
 }

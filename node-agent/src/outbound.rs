@@ -18,9 +18,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::kernel_maps::KernelMaps;
+use crate::relay;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Per direction, per connection: 2 × 32 KiB is 64 MiB for 1,000 relayed connections.
+/// Copy buffer per direction for fast-path connections (2 × 32 KiB per connection).
 const RELAY_BUFFER: usize = 32 * 1024;
 
 /// Counters of the outbound proxy, exported on the metrics port.
@@ -128,20 +129,26 @@ impl Outbound {
         };
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
+        let on_fastpath = self.fastpath;
         if self.fastpath && self.is_local_pod(dst) {
             self.join_fastpath(&upstream);
         }
         tracing::debug!(%origin, %dst, client = %peer, "relaying");
         self.stats.relayed.fetch_add(1, Relaxed);
-        let (mut client, mut upstream) = (client, upstream);
-        match tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut upstream,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        )
-        .await
-        {
+        let relayed = if on_fastpath {
+            // Bytes of fast-path sockets wait in the sockmap's queue, which splice cannot read.
+            let (mut client, mut upstream) = (client, upstream);
+            tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut upstream,
+                RELAY_BUFFER,
+                RELAY_BUFFER,
+            )
+            .await
+        } else {
+            relay::splice_bidirectional(&client, &upstream).await
+        };
+        match relayed {
             Ok((sent, received)) => {
                 self.stats.sent_bytes.fetch_add(sent, Relaxed);
                 self.stats.received_bytes.fetch_add(received, Relaxed);

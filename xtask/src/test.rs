@@ -10,7 +10,8 @@ pub fn run(args: &[String]) -> Result<()> {
     setup::ensure()?;
     build::release_binaries()?;
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "--workspace"])
+    // Every test binary runs even after a failure, so one report shows all of them.
+    cmd.args(["test", "--release", "--workspace", "--no-fail-fast"])
         .env("AMBIT_BIN_DIR", build::bin_dir());
     if !args.is_empty() {
         cmd.arg("--").args(args);

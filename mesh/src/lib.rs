@@ -1,4 +1,8 @@
-//! What Ambit's proxies share: the workload model and its config sources.
+//! What Ambit's proxies share: the workload model and its config sources, identities, mTLS,
+//! and HBONE.
 
 pub mod config;
+pub mod hbone;
+pub mod identity;
 pub mod model;
+pub mod tls;

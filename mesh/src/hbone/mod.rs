@@ -1,1 +1,27 @@
 //! HBONE: TCP connections carried as HTTP/2 CONNECT streams over mutual TLS, port 15008.
+//!
+//! Wire-compatible with Istio's HBONE, so an Istio ztunnel can be either peer: one
+//! `CONNECT <ip>:<port>` stream per carried connection, `forwarded` and `baggage` headers
+//! describing the source, 200 only once the destination accepted the connection, then raw
+//! bytes both ways. The source side keeps a [`Pool`] of HTTP/2 connections per
+//! (source identity, destination node, destination identity); the destination side runs an
+//! [`HboneServer`] that asks an [`Inbound`] decision where (and whether) to deliver.
+
+mod client;
+mod headers;
+mod pool;
+mod relay;
+mod server;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use client::{HboneStream, TunnelError};
+pub use headers::{forwarded_for, parse_forwarded_for, BAGGAGE, FORWARDED};
+pub use pool::{CertSource, Pool, PoolKey, PoolSettings};
+pub use relay::TunnelBytes;
+pub use server::{ConnectRequest, HboneServer, Inbound, Refusal, ServerSettings};
+pub use stats::{PoolStats, ServerStats};
+
+/// The HBONE port of node agents and waypoints.
+pub const HBONE_PORT: u16 = 15008;

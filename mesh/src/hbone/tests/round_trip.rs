@@ -1,0 +1,99 @@
+use std::sync::Mutex;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+#[tokio::test]
+async fn connect_carries_data_both_ways_with_half_close() {
+    let ca = TestCa::new("mesh");
+    let (node, stats) =
+        start_server(&ca, reviews_certs(&ca), forward, ServerSettings::default()).await;
+    let destination = shouting_destination().await;
+    let pool = pool_as(ca.svid(CLIENT), &ca, PoolSettings::default());
+
+    let mut stream = pool
+        .connect(key(node), destination, client_addr(), String::new())
+        .await
+        .unwrap();
+    stream.write_all(b"hello mesh").await.unwrap();
+    // The destination answers only after EOF: it must see our half-close, and we must still read.
+    stream.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(answer, b"HELLO MESH");
+
+    until(&stats.bytes_from_callers, 10).await;
+    until(&stats.bytes_to_callers, 10).await;
+    until(&stats.streams_accepted, 1).await;
+}
+
+#[tokio::test]
+async fn megabytes_flow_both_ways_through_flow_control() {
+    let ca = TestCa::new("mesh");
+    let settings = ServerSettings {
+        stream_window: 64 * 1024,
+        ..ServerSettings::default()
+    };
+    let (node, _) = start_server(&ca, reviews_certs(&ca), forward, settings).await;
+    let destination = echo_destination().await;
+    let small_windows = PoolSettings {
+        stream_window: 64 * 1024,
+        connection_window: 128 * 1024,
+        ..PoolSettings::default()
+    };
+    let pool = pool_as(ca.svid(CLIENT), &ca, small_windows);
+
+    let stream = pool
+        .connect(key(node), destination, client_addr(), String::new())
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let payload: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sent = payload.clone();
+    let writing = tokio::spawn(async move {
+        writer.write_all(&sent).await.unwrap();
+        writer.shutdown().await.unwrap();
+    });
+    let mut echoed = Vec::new();
+    reader.read_to_end(&mut echoed).await.unwrap();
+    writing.await.unwrap();
+    assert!(
+        echoed == payload,
+        "echo differs ({} bytes back)",
+        echoed.len()
+    );
+}
+
+#[tokio::test]
+async fn server_sees_the_caller_identity_forwarded_address_and_baggage() {
+    let ca = TestCa::new("mesh");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = {
+        let seen = seen.clone();
+        move |request: ConnectRequest| {
+            seen.lock().unwrap().push(request.clone());
+            forward(request)
+        }
+    };
+    let (node, _) = start_server(&ca, reviews_certs(&ca), record, ServerSettings::default()).await;
+    let destination = shouting_destination().await;
+    let pool = pool_as(ca.svid(CLIENT), &ca, PoolSettings::default());
+    let client: SocketAddr = "[fd00::7]:4321".parse().unwrap();
+    let baggage = "k8s.namespace.name=shop,k8s.pod.name=client".to_string();
+
+    let mut stream = pool
+        .connect(key(node), destination, client, baggage.clone())
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    let [request] = seen.as_slice() else {
+        panic!("want one CONNECT, got {seen:?}");
+    };
+    assert_eq!(request.caller, id(CLIENT));
+    assert_eq!(request.target, destination);
+    assert_eq!(request.forwarded_for, Some(client));
+    assert_eq!(request.baggage.as_deref(), Some(baggage.as_str()));
+}

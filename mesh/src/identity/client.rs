@@ -42,8 +42,9 @@ pub enum CaClientError {
     },
     #[error("the node credentials are unusable: {0}")]
     Credentials(String),
-    #[error("the CA at {addr} refused {id}: {status}")]
-    Refused {
+    /// The CA refused (PermissionDenied, InvalidArgument) or could not be reached.
+    #[error("asking the CA at {addr} for {id} failed: {status}")]
+    Call {
         addr: SocketAddr,
         id: String,
         status: Box<tonic::Status>,
@@ -58,7 +59,7 @@ impl CaClientError {
     /// The gRPC status code, when the CA answered.
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
-            CaClientError::Refused { status, .. } => Some(status.code()),
+            CaClientError::Call { status, .. } => Some(status.code()),
             _ => None,
         }
     }
@@ -119,7 +120,7 @@ impl CaClient {
             .clone()
             .sign(request)
             .await
-            .map_err(|status| CaClientError::Refused {
+            .map_err(|status| CaClientError::Call {
                 addr: self.addr,
                 id: id.to_string(),
                 status: Box::new(status),

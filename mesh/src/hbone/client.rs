@@ -137,6 +137,8 @@ pub(super) async fn dial(
         .keep_alive_interval(settings.keepalive_interval)
         .keep_alive_timeout(settings.keepalive_timeout)
         .keep_alive_while_idle(true)
+        // Until the peer's SETTINGS arrive, assume it takes as many streams as we will send.
+        .initial_max_send_streams(settings.max_streams_per_connection)
         .initial_stream_window_size(settings.stream_window)
         .initial_connection_window_size(settings.connection_window);
     http2
@@ -186,7 +188,7 @@ pub(super) async fn open_stream(
 /// One tunnelled connection: bytes written here reach the target, and back.
 ///
 /// Shutting down the write half sends END_STREAM (the target sees EOF) while reading goes on.
-/// Dropping it resets the stream and frees its slot in the pooled connection.
+/// Dropping it ends the stream and frees its slot in the pooled connection.
 pub struct HboneStream {
     pub(super) io: TokioIo<Upgraded>,
     pub(super) _slot: StreamSlot,

@@ -165,19 +165,32 @@ impl Pool {
         forwarded_for: SocketAddr,
         baggage: String,
     ) -> Result<HboneStream, TunnelError> {
-        let slot = self.slot(&key).await?;
-        let mut sender = slot.conn.sender.clone();
-        match open_stream(&mut sender, key.dst_node, target, forwarded_for, &baggage).await {
-            Ok(upgraded) => {
-                bump(&self.inner.stats.streams_opened);
-                Ok(HboneStream {
-                    io: hyper_util::rt::TokioIo::new(upgraded),
-                    _slot: slot,
-                })
-            }
-            Err(err) => {
-                bump(&self.inner.stats.streams_failed);
-                Err(err)
+        let mut retried = false;
+        loop {
+            let slot = self.slot(&key).await?;
+            let mut sender = slot.conn.sender.clone();
+            match open_stream(&mut sender, key.dst_node, target, forwarded_for, &baggage).await {
+                Ok(upgraded) => {
+                    bump(&self.inner.stats.streams_opened);
+                    return Ok(HboneStream {
+                        io: hyper_util::rt::TokioIo::new(upgraded),
+                        _slot: slot,
+                    });
+                }
+                // The connection went away before our request left (GOAWAY race): the peer
+                // never saw it, so one more try on another connection is safe.
+                Err(TunnelError::Http2 { source, .. }) if source.is_canceled() && !retried => {
+                    debug!(
+                        id = slot.conn.id,
+                        "HBONE: pooled connection closed under a new stream; retrying"
+                    );
+                    lock(&slot.conn.state).retired = true;
+                    retried = true;
+                }
+                Err(err) => {
+                    bump(&self.inner.stats.streams_failed);
+                    return Err(err);
+                }
             }
         }
     }

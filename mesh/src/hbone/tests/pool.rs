@@ -110,6 +110,11 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     until(&pool.stats().connections_closed, 1).await;
     assert_eq!(pool.open_connections(), 0);
     until(&stats.connections_active, 0).await;
+    assert_eq!(
+        stats.http2_errors.load(Ordering::Relaxed),
+        0,
+        "closing an idle connection is no error"
+    );
 
     let mut stream = pool
         .connect(key(node), destination, client_addr(), String::new())

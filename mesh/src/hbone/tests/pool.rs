@@ -123,3 +123,66 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     echo_through(&mut stream, b"fresh").await;
     assert_eq!(pool.stats().connections_opened.load(Ordering::Relaxed), 2);
 }
+
+/// A TCP relay to `to` that can be frozen: once frozen, nothing more crosses it either way.
+async fn freezable_relay(to: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((front, _)) = listener.accept().await {
+            let back = TcpStream::connect(to).await.unwrap();
+            let (front_r, front_w) = front.into_split();
+            let (back_r, back_w) = back.into_split();
+            tokio::spawn(pump(front_r, back_w, flag.clone()));
+            tokio::spawn(pump(back_r, front_w, flag.clone()));
+        }
+    });
+    (addr, frozen)
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut buf = vec![0; 16 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        if frozen.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn keepalive_pings_drop_a_connection_whose_peer_went_silent() {
+    let ca = TestCa::new("mesh");
+    let (node, _) = start_server(&ca, reviews_certs(&ca), forward, ServerSettings::default()).await;
+    let (relay, frozen) = freezable_relay(node).await;
+    let destination = echo_destination().await;
+    let settings = PoolSettings {
+        keepalive_interval: Some(Duration::from_millis(100)),
+        keepalive_timeout: Duration::from_millis(200),
+        ..PoolSettings::default()
+    };
+    let pool = pool_as(ca.svid(CLIENT), &ca, settings);
+
+    let mut stream = pool
+        .connect(key(relay), destination, client_addr(), String::new())
+        .await
+        .unwrap();
+    echo_through(&mut stream, b"alive").await;
+    // The network path dies silently (no FIN, no RST): only PINGs can tell.
+    frozen.store(true, Ordering::Relaxed);
+    until(&pool.stats().connections_closed, 1).await;
+    assert_eq!(pool.open_connections(), 0);
+    let mut rest = Vec::new();
+    assert!(
+        stream.read_to_end(&mut rest).await.is_err(),
+        "the stream outlived its connection"
+    );
+}

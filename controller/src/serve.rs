@@ -1,4 +1,5 @@
-//! `serve`: the CA over mTLS, with workload placement from the mesh config file.
+//! `serve`: the CA over mTLS, with workload placement from the mesh config file (polled, and
+//! re-read on SIGHUP).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,9 +19,11 @@ pub struct Spec {
 }
 
 pub async fn run(spec: Spec) -> Result<()> {
-    let source = FileSource::start(&spec.config)
-        .await
-        .with_context(|| format!("loading the mesh config {}", spec.config.display()))?;
+    let source = Arc::new(
+        FileSource::start(&spec.config)
+            .await
+            .with_context(|| format!("loading the mesh config {}", spec.config.display()))?,
+    );
     let trust_domain = source.current().trust_domain().to_string();
     let ca = Arc::new(Ca::load(&spec.ca_dir, &trust_domain)?);
     let tls = server_config(&ca)?;
@@ -32,6 +35,13 @@ pub async fn run(spec: Spec) -> Result<()> {
     if let Some(path) = &spec.ready_file {
         std::fs::write(path, b"ready\n").with_context(|| format!("writing {}", path.display()))?;
     }
+    let mut hup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
+    let reloader = source.clone();
+    let reloads = tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reloader.reload_now();
+        }
+    });
     let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let shutdown = async move {
         tokio::select! {
@@ -40,8 +50,7 @@ pub async fn run(spec: Spec) -> Result<()> {
         }
         tracing::info!("shutting down");
     };
-    serve(listener, service, tls, shutdown).await?;
-    // The source follows the config file until here.
-    drop(source);
-    Ok(())
+    let served = serve(listener, service, tls, shutdown).await;
+    reloads.abort();
+    Ok(served?)
 }

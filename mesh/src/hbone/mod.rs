@@ -6,6 +6,11 @@
 //! bytes both ways. The source side keeps a [`Pool`] of HTTP/2 connections per
 //! (source identity, destination node, destination identity); the destination side runs an
 //! [`HboneServer`] that asks an [`Inbound`] decision where (and whether) to deliver.
+//!
+//! # Interoperability
+//! The server picks its certificate by the SNI Ambit clients send ([`crate::tls::sni_for`]).
+//! A peer that sends no SNI (e.g. a client naming the server by IP) gets no certificate and
+//! fails the handshake; serving such peers needs a certificate chosen by destination address.
 
 mod client;
 mod headers;

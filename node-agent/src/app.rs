@@ -95,6 +95,7 @@ pub async fn run(spec: RunSpec) -> Result<()> {
         fastpath: spec.fastpath,
         stats: Arc::clone(&stats),
         source: agent_ip4.map(IpAddr::V4).or(agent_ip6.map(IpAddr::V6)),
+        balancer: Arc::default(),
     });
     for listener in listeners {
         tokio::spawn(Arc::clone(&outbound).serve(listener));

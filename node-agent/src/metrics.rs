@@ -50,6 +50,7 @@ pub fn render(o: &Observed) -> String {
     for (result, value) in [
         ("relayed", s.relayed.load(Relaxed)),
         ("refused_no_record", s.refused_no_record.load(Relaxed)),
+        ("refused_no_route", s.refused_no_route.load(Relaxed)),
         ("upstream_failed", s.upstream_failed.load(Relaxed)),
     ] {
         let _ = writeln!(

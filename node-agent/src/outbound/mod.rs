@@ -17,6 +17,12 @@ use ambit_mesh::model::Model;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+mod balance;
+pub mod plan;
+
+pub use balance::OpenConnections;
+use plan::OutboundPlan;
+
 use crate::kernel_maps::KernelMaps;
 use crate::relay;
 
@@ -30,6 +36,8 @@ pub struct OutboundStats {
     pub accepted: AtomicU64,
     pub relayed: AtomicU64,
     pub refused_no_record: AtomicU64,
+    /// A service VIP with no endpoints or no such port.
+    pub refused_no_route: AtomicU64,
     pub upstream_failed: AtomicU64,
     pub sent_bytes: AtomicU64,
     pub received_bytes: AtomicU64,
@@ -44,6 +52,8 @@ pub struct Outbound {
     pub stats: Arc<OutboundStats>,
     /// The agent's address as pods see it; upstream connections leave from it.
     pub source: Option<std::net::IpAddr>,
+    /// Open connections per endpoint, for load balancing.
+    pub balancer: Arc<OpenConnections>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +66,13 @@ enum OutboundError {
     },
     #[error("no kernel record for {peer} -> {local}: not a redirected connection, refused")]
     NoRecord { peer: SocketAddr, local: SocketAddr },
+    #[error("no route for {origin} to {dialled}: {source}")]
+    NoRoute {
+        dialled: SocketAddr,
+        origin: String,
+        #[source]
+        source: plan::PlanError,
+    },
     #[error("connect to original destination {dst} for {origin} failed")]
     Upstream {
         dst: SocketAddr,
@@ -87,7 +104,9 @@ impl Outbound {
                 this.stats.active.fetch_add(1, Relaxed);
                 if let Err(e) = this.handle(stream, peer).await {
                     match e {
-                        OutboundError::NoRecord { .. } => tracing::warn!("{e}"),
+                        OutboundError::NoRecord { .. } | OutboundError::NoRoute { .. } => {
+                            tracing::warn!("{e}")
+                        }
                         _ => tracing::info!("{e}"),
                     }
                 }
@@ -105,11 +124,24 @@ impl Outbound {
             reset(client);
             return Err(OutboundError::NoRecord { peer, local });
         };
-        let dst = orig.socket_addr();
+        let dialled = orig.socket_addr();
         let origin = self
             .maps
             .workload_of(orig.netns_cookie)
             .unwrap_or_else(|| format!("netns:{}", orig.netns_cookie));
+        let dst = match self.next_hop(&origin, dialled) {
+            Ok(dst) => dst,
+            Err(source) => {
+                self.stats.refused_no_route.fetch_add(1, Relaxed);
+                reset(client);
+                return Err(OutboundError::NoRoute {
+                    dialled,
+                    origin,
+                    source,
+                });
+            }
+        };
+        let _open = self.balancer.opened(dst);
         let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect(dst)).await {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(source)) => {
@@ -172,6 +204,25 @@ impl Outbound {
             socket.bind(SocketAddr::new(source, 0))?;
         }
         socket.connect(dst).await
+    }
+
+    /// Where to connect for a connection `origin` (`namespace/name`) made to `dialled`.
+    ///
+    /// TODO(issue 3, mTLS tunnel): an HBONE hop is relayed in plaintext to its endpoint until
+    /// the tunnel carries it; service VIPs already resolve to an endpoint here.
+    fn next_hop(&self, origin: &str, dialled: SocketAddr) -> Result<SocketAddr, plan::PlanError> {
+        let Some(source) = origin.split_once('/') else {
+            // Enrolled netns whose workload name is unknown: go where the application asked.
+            return Ok(dialled);
+        };
+        let model = self.model.borrow().clone();
+        match plan::plan(&model, source, dialled, &*self.balancer) {
+            Ok(OutboundPlan::Hbone(hop)) => Ok(hop.actual_destination),
+            Ok(OutboundPlan::Passthrough { destination, .. }) => Ok(destination),
+            // Un-enrolled between connect and accept, or deleted: go where it asked.
+            Err(plan::PlanError::UnknownSource { .. }) => Ok(dialled),
+            Err(e) => Err(e),
+        }
     }
 
     fn lookup(&self, local: SocketAddr, peer: SocketAddr) -> Option<OrigDst> {

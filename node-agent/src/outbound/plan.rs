@@ -1,0 +1,174 @@
+//! Decides where a redirected connection goes, from the model alone: no sockets, no I/O.
+//!
+//! `plan` is the whole routing table of the outbound proxy, so it is tested case by case
+//! (`plan/tests.rs`); the proxy only carries out what it returns.
+
+use std::net::SocketAddr;
+
+use ambit_mesh::identity::SpiffeId;
+use ambit_mesh::model::{Model, Protocol, Service, Workload};
+
+/// The HBONE port of node agents and waypoints.
+pub const HBONE_PORT: u16 = 15008;
+
+/// What to do with one redirected connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundPlan {
+    /// Tunnel to the agent of the destination's node over mTLS (HBONE).
+    Hbone(HboneHop),
+    /// The destination is outside the mesh: connect to it directly, in plaintext, as Istio
+    /// ambient does.
+    Passthrough {
+        destination: SocketAddr,
+        reason: PassthroughReason,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HboneHop {
+    /// Who is calling: the source workload's identity (its certificate is presented).
+    pub source: SpiffeId,
+    /// The endpoint that will receive the bytes: a workload IP and the target port. Not the
+    /// address the application dialled when that was a service VIP.
+    pub actual_destination: SocketAddr,
+    /// The identity the destination's agent must present for that endpoint.
+    pub destination_identity: SpiffeId,
+    /// The destination's node, and where its agent listens for HBONE.
+    pub destination_node: String,
+    pub hbone_target: SocketAddr,
+    /// The service the application dialled, as `namespace/name`, when it dialled a VIP.
+    pub intended_service: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassthroughReason {
+    /// No workload or service in the model has this address.
+    UnknownAddress,
+    /// The destination workload is not enrolled (namespace not labelled, opted out, …).
+    DestinationNotInMesh,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("source {source_workload} is not in the model; was it deleted while connecting?")]
+    UnknownSource { source_workload: String },
+    #[error("service {service} has no port {port}")]
+    NoSuchPort { service: String, port: u16 },
+    #[error("service {service} has no endpoints")]
+    NoEndpoints { service: String },
+    #[error("destination {workload} runs on node {node}, which is not in the model")]
+    UnknownNode { workload: String, node: String },
+    #[error("identity of {workload} is invalid: {reason}")]
+    Identity { workload: String, reason: String },
+}
+
+/// Picks one of a service's endpoints; the proxy passes its load balancer.
+pub trait ChooseEndpoint {
+    /// `candidates` is never empty; returns an index into it.
+    fn choose(&self, candidates: &[SocketAddr]) -> usize;
+}
+
+/// Plans the next hop for a connection from `source` (namespace, name) to `dialled`.
+pub fn plan(
+    model: &Model,
+    source: (&str, &str),
+    dialled: SocketAddr,
+    balancer: &impl ChooseEndpoint,
+) -> Result<OutboundPlan, PlanError> {
+    let (src_ns, src_name) = source;
+    let source_workload =
+        model
+            .workload(src_ns, src_name)
+            .ok_or_else(|| PlanError::UnknownSource {
+                source_workload: format!("{src_ns}/{src_name}"),
+            })?;
+    let source_id = identity_of(model, source_workload)?;
+
+    if let Some(service) = model.service_by_vip(dialled.ip()) {
+        return plan_service(model, service, source_id, dialled, balancer);
+    }
+    match model.workload_by_ip(dialled.ip()) {
+        Some(dst) => plan_workload(model, dst, source_id, dialled, None),
+        None => Ok(OutboundPlan::Passthrough {
+            destination: dialled,
+            reason: PassthroughReason::UnknownAddress,
+        }),
+    }
+}
+
+fn plan_service(
+    model: &Model,
+    service: &Service,
+    source: SpiffeId,
+    dialled: SocketAddr,
+    balancer: &impl ChooseEndpoint,
+) -> Result<OutboundPlan, PlanError> {
+    let name = format!("{}/{}", service.namespace, service.name);
+    let port = service
+        .ports
+        .iter()
+        .find(|p| p.port == dialled.port() && p.protocol == Protocol::Tcp)
+        .ok_or_else(|| PlanError::NoSuchPort {
+            service: name.clone(),
+            port: dialled.port(),
+        })?;
+    let endpoints: Vec<(&Workload, SocketAddr)> = model
+        .endpoints(service)
+        .filter_map(|w| {
+            let ip = w
+                .ips
+                .iter()
+                .find(|ip| ip.is_ipv4() == dialled.is_ipv4())
+                .or(w.ips.first())?;
+            Some((w, SocketAddr::new(*ip, port.target_port)))
+        })
+        .collect();
+    if endpoints.is_empty() {
+        return Err(PlanError::NoEndpoints { service: name });
+    }
+    let addrs: Vec<SocketAddr> = endpoints.iter().map(|(_, a)| *a).collect();
+    let (workload, endpoint) = endpoints[balancer.choose(&addrs).min(endpoints.len() - 1)];
+    plan_workload(model, workload, source, endpoint, Some(name))
+}
+
+fn plan_workload(
+    model: &Model,
+    dst: &Workload,
+    source: SpiffeId,
+    destination: SocketAddr,
+    intended_service: Option<String>,
+) -> Result<OutboundPlan, PlanError> {
+    if !model.enrollment(dst).is_enrolled() {
+        return Ok(OutboundPlan::Passthrough {
+            destination,
+            reason: PassthroughReason::DestinationNotInMesh,
+        });
+    }
+    let workload = format!("{}/{}", dst.namespace, dst.name);
+    let node = model
+        .node(&dst.node)
+        .ok_or_else(|| PlanError::UnknownNode {
+            workload: workload.clone(),
+            node: dst.node.clone(),
+        })?;
+    Ok(OutboundPlan::Hbone(HboneHop {
+        source,
+        actual_destination: destination,
+        destination_identity: identity_of(model, dst)?,
+        destination_node: node.name.clone(),
+        hbone_target: SocketAddr::new(node.address, HBONE_PORT),
+        intended_service,
+    }))
+}
+
+fn identity_of(model: &Model, w: &Workload) -> Result<SpiffeId, PlanError> {
+    SpiffeId::new(model.trust_domain(), &w.namespace, &w.service_account).map_err(|e| {
+        PlanError::Identity {
+            workload: format!("{}/{}", w.namespace, w.name),
+            reason: e.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -102,6 +102,8 @@ async fn served_ca_signs_for_pods_on_the_node_and_follows_the_config() {
     }
 
     let client = CaClient::from_dir(addr, &n1).unwrap();
+    let roots = ambit_mesh::identity::load_trust_bundle(&n1).unwrap();
+    assert_eq!(roots.len(), 1);
     let shop_client = SpiffeId::new("cluster.local", "shop", "client").unwrap();
     let payments = SpiffeId::new("cluster.local", "shop", "payments").unwrap();
     let svid = client.sign(&shop_client).await.unwrap();

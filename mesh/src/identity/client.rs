@@ -143,6 +143,26 @@ impl CertificateSource for CaClient {
     }
 }
 
+/// The mesh root(s) from a node directory's [`TRUST_BUNDLE`]: what peers' chains must verify
+/// to (e.g. `tls::roots_from_der(&bundle)`).
+pub fn load_trust_bundle(dir: &Path) -> Result<Vec<CertificateDer<'static>>, CaClientError> {
+    let path = dir.join(TRUST_BUNDLE);
+    let pem = std::fs::read(&path).map_err(|source| CaClientError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let roots = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CaClientError::Credentials(format!("{}: {e}", path.display())))?;
+    if roots.is_empty() {
+        return Err(CaClientError::Credentials(format!(
+            "{} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(roots)
+}
+
 /// TLS 1.3 client configuration presenting the node certificate and trusting only the mesh
 /// root; the CA must present a certificate for [`CA_SERVER_NAME`].
 pub fn client_config(

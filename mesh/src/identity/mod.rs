@@ -33,7 +33,9 @@ pub use ca::{
     Ca, CaError, SignedChain, CA_SERVER_NAME, DEFAULT_TTL, INTERMEDIATE_CERT, INTERMEDIATE_KEY,
     MAX_TTL, NODE_CERT_TTL, ROOT_CERT, ROOT_KEY,
 };
-pub use client::{client_config, CaClient, CaClientError, NODE_CERT, NODE_KEY, TRUST_BUNDLE};
+pub use client::{
+    client_config, load_trust_bundle, CaClient, CaClientError, NODE_CERT, NODE_KEY, TRUST_BUNDLE,
+};
 pub use node::{NodeId, NodeIdError};
 pub use rotator::{Backoff, CertRotator, CertificateSource};
 pub use server::{

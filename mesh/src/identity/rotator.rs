@@ -145,11 +145,16 @@ impl<S: CertificateSource> CertRotator<S> {
         let result = tokio::time::timeout(SIGN_TIMEOUT, self.source.sign(id)).await;
         let error = match result {
             Ok(Ok(svid)) => {
-                due.at = instant_of(svid.renew_at());
-                due.failures = 0;
-                tracing::info!(%id, not_after = ?svid.not_after, "installed a new certificate");
-                self.store.insert(svid);
-                return;
+                let (renew_at, not_after) = (svid.renew_at(), svid.not_after);
+                match self.store.insert(svid) {
+                    Ok(()) => {
+                        due.at = instant_of(renew_at);
+                        due.failures = 0;
+                        tracing::info!(%id, ?not_after, "installed a new certificate");
+                        return;
+                    }
+                    Err(e) => e.to_string(),
+                }
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {SIGN_TIMEOUT:?}"),

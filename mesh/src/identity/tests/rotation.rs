@@ -82,6 +82,7 @@ async fn rotator_renews_at_half_life_and_keeps_the_old_cert_while_the_ca_is_down
 
     assert!(eventually(Duration::from_millis(500), || store.get(&client).is_some()).await);
     let first = store.get(&client).unwrap();
+    assert!(store.certified_key(&client).is_some());
     let renew_at = first.renew_at();
     assert!(renew_at < first.not_after);
 

@@ -15,7 +15,7 @@ pub const HBONE_PORT: u16 = 15008;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutboundPlan {
     /// Tunnel to the agent of the destination's node over mTLS (HBONE).
-    Hbone(HboneHop),
+    Hbone(Box<HboneHop>),
     /// The destination is outside the mesh: connect to it directly, in plaintext, as Istio
     /// ambient does.
     Passthrough {
@@ -151,14 +151,14 @@ fn plan_workload(
             workload: workload.clone(),
             node: dst.node.clone(),
         })?;
-    Ok(OutboundPlan::Hbone(HboneHop {
+    Ok(OutboundPlan::Hbone(Box::new(HboneHop {
         source,
         actual_destination: destination,
         destination_identity: identity_of(model, dst)?,
         destination_node: node.name.clone(),
         hbone_target: SocketAddr::new(node.address, HBONE_PORT),
         intended_service,
-    }))
+    })))
 }
 
 fn identity_of(model: &Model, w: &Workload) -> Result<SpiffeId, PlanError> {

@@ -125,14 +125,14 @@ fn workload_in_the_mesh_is_reached_through_its_nodes_agent() {
     .unwrap();
     assert_eq!(
         plan,
-        OutboundPlan::Hbone(HboneHop {
+        OutboundPlan::Hbone(Box::new(HboneHop {
             source: id("spiffe://mesh.test/ns/shop/sa/client"),
             actual_destination: addr("10.1.2.2:8080"),
             destination_identity: id("spiffe://mesh.test/ns/shop/sa/echo"),
             destination_node: "n2".into(),
             hbone_target: addr("192.168.50.2:15008"),
             intended_service: None,
-        })
+        }))
     );
 }
 

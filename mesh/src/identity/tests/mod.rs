@@ -4,6 +4,7 @@
 mod authz;
 mod ca;
 mod grpc;
+mod live;
 mod rotation;
 
 use std::path::PathBuf;

@@ -106,7 +106,7 @@ async fn renewal_changes_new_handshakes_and_leaves_live_connections_alone() {
     let old_leaf = store.get(&client).unwrap().chain[0].clone();
 
     let (addr, mut seen) = echo_server(&ca).await;
-    let config =
+    let mut config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()

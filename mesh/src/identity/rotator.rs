@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::store::CertStore;
 use super::svid::Svid;
@@ -67,7 +67,7 @@ fn jitter(d: Duration) -> Duration {
 /// The task that fills and renews a [`CertStore`].
 pub struct CertRotator<S> {
     store: Arc<CertStore>,
-    source: S,
+    source: Arc<S>,
     wanted: watch::Receiver<BTreeSet<SpiffeId>>,
     backoff: Backoff,
 }
@@ -88,7 +88,7 @@ impl<S: CertificateSource> CertRotator<S> {
     ) -> Self {
         CertRotator {
             store,
-            source,
+            source: Arc::new(source),
             wanted,
             backoff: Backoff::default(),
         }
@@ -114,11 +114,7 @@ impl<S: CertificateSource> CertRotator<S> {
                     failures: 0,
                 });
             }
-            for (id, due) in due.iter_mut() {
-                if due.at <= Instant::now() {
-                    self.refresh(id, due).await;
-                }
-            }
+            self.refresh_due(&mut due).await;
             let next = due.values().map(|d| d.at).min();
             tokio::select! {
                 () = sleep_until(next) => {}
@@ -141,8 +137,41 @@ impl<S: CertificateSource> CertRotator<S> {
         }
     }
 
-    async fn refresh(&self, id: &SpiffeId, due: &mut Due) {
-        let result = tokio::time::timeout(SIGN_TIMEOUT, self.source.sign(id)).await;
+    /// Requests every identity that is due, concurrently, so that one slow request does not
+    /// hold up the others, and settles each outcome.
+    async fn refresh_due(&self, due: &mut HashMap<SpiffeId, Due>) {
+        let now = Instant::now();
+        let mut requests = JoinSet::new();
+        let mut ids = HashMap::new();
+        for (id, d) in due.iter() {
+            if d.at <= now {
+                let (source, owned) = (self.source.clone(), id.clone());
+                let task = requests.spawn(async move {
+                    tokio::time::timeout(SIGN_TIMEOUT, source.sign(&owned)).await
+                });
+                ids.insert(task.id(), id.clone());
+            }
+        }
+        while let Some(joined) = requests.join_next_with_id().await {
+            let (task, result) = match joined {
+                Ok((task, result)) => (task, result.map_err(|_| None)),
+                Err(e) => (e.id(), Err(Some(format!("the request task failed: {e}")))),
+            };
+            let Some(id) = ids.get(&task) else { continue };
+            if let Some(d) = due.get_mut(id) {
+                self.settle(id, d, result);
+            }
+        }
+    }
+
+    /// Installs a new SVID, or schedules a retry and keeps the current one. `Err(None)` is a
+    /// timeout, `Err(Some(reason))` a failed task.
+    fn settle(
+        &self,
+        id: &SpiffeId,
+        due: &mut Due,
+        result: Result<Result<Svid, S::Error>, Option<String>>,
+    ) {
         let error = match result {
             Ok(Ok(svid)) => {
                 let (renew_at, not_after) = (svid.renew_at(), svid.not_after);
@@ -157,7 +186,8 @@ impl<S: CertificateSource> CertRotator<S> {
                 }
             }
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {SIGN_TIMEOUT:?}"),
+            Err(None) => format!("no answer within {SIGN_TIMEOUT:?}"),
+            Err(Some(reason)) => reason,
         };
         due.failures += 1;
         let delay = self.backoff.delay(due.failures);

@@ -100,9 +100,10 @@ pub fn client_config(
 }
 
 /// Server side of the mesh port: requires a client SVID chained to `roots` in `trust_domain`,
-/// presents the local identity the client named by SNI (looked up in `certs`).
+/// presents the local identity the client named by SNI (looked up in `certs`: a
+/// [`ServerCerts`], or the agent's own resolver over its certificate store).
 pub fn server_config(
-    certs: Arc<ServerCerts>,
+    certs: Arc<dyn rustls::server::ResolvesServerCert>,
     roots: Arc<RootCertStore>,
     trust_domain: &str,
 ) -> Result<Arc<ServerConfig>, TlsError> {

@@ -12,14 +12,20 @@ use anyhow::{bail, Context, Result};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
+use ambit_mesh::hbone::{CertSource, HboneServer, Pool, PoolSettings, ServerSettings};
+
 use crate::enroll::Enroller;
+use crate::identity::Identities;
+use crate::inbound::LocalPods;
 use crate::kernel_maps::{pin_dir, KernelMaps};
-use crate::outbound::{Outbound, OutboundStats};
+use crate::outbound::{Outbound, OutboundStats, Tunnel};
 use crate::redirect::{self, RedirectSpec};
 use crate::{exclusions, metrics, netns, preflight, records};
 
 /// How often pending records of connects that never completed are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How long start-up waits for the first certificates of local workloads.
+const CERTIFICATES_WAIT: Duration = Duration::from_secs(10);
 /// How often enrollment is reconciled without a config change: a pod's netns can appear
 /// after its config entry (sandbox not created yet) or vanish (pod deleted).
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
@@ -40,6 +46,13 @@ pub struct RunSpec {
     pub metrics_port: u16,
     /// Readiness port (0 disables it).
     pub readiness_port: u16,
+    /// The mesh CA and the node credentials to authenticate to it; without them mesh hops
+    /// are relayed in plaintext (logged loudly).
+    pub ca_addr: Option<SocketAddr>,
+    pub identity_dir: Option<PathBuf>,
+    pub hbone_port: u16,
+    /// Lifetime to ask for SVIDs (tests exercise rotation with short ones); CA default if None.
+    pub svid_ttl: Option<Duration>,
 }
 
 pub async fn run(spec: RunSpec) -> Result<()> {
@@ -76,6 +89,18 @@ pub async fn run(spec: RunSpec) -> Result<()> {
         kernel_log_level: spec.kernel_log_level,
         max_connections: spec.max_connections,
     })?;
+    let identities = match (spec.ca_addr, &spec.identity_dir) {
+        (Some(ca), Some(dir)) => {
+            let ids = Identities::start(ca, dir, model.trust_domain(), spec.svid_ttl)?;
+            ids.follow(&model, &spec.node);
+            Some(Arc::new(ids))
+        }
+        (None, None) => {
+            tracing::warn!("no mesh CA configured (--ca-addr, --identity-dir): connections between mesh workloads are relayed in PLAINTEXT");
+            None
+        }
+        _ => bail!("--ca-addr and --identity-dir go together"),
+    };
     let redirect::Redirect { mut ebpf, maps } = redirect;
     let maps = Arc::new(maps);
     spawn_kernel_log(&mut ebpf);
@@ -86,6 +111,36 @@ pub async fn run(spec: RunSpec) -> Result<()> {
     let mut enroller = Enroller::default();
     apply_model(&mut enroller, &maps, &model, &spec.node);
 
+    let source_ip = agent_ip4.map(IpAddr::V4).or(agent_ip6.map(IpAddr::V6));
+    if let Some(ids) = &identities {
+        let tls = ambit_mesh::tls::server_config(
+            Arc::clone(ids) as _,
+            Arc::clone(&ids.roots),
+            &ids.trust_domain,
+        )
+        .context("building the HBONE server's TLS configuration")?;
+        let pods = LocalPods {
+            node: spec.node.clone(),
+            model: model_rx.clone(),
+            source: source_ip,
+        };
+        let server = HboneServer::new(tls, pods, ServerSettings::default());
+        let listener =
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, spec.hbone_port)))
+                .await
+                .with_context(|| {
+                    format!("binding the HBONE listener on port {}", spec.hbone_port)
+                })?;
+        tokio::spawn(server.run(listener));
+    }
+    let tunnel = identities.as_ref().map(|ids| {
+        let store = Arc::clone(&ids.store);
+        let certs: CertSource = Arc::new(move |id| store.certified_key(id));
+        Tunnel {
+            pool: Pool::new(PoolSettings::default(), Arc::clone(&ids.roots), certs),
+            identities: Arc::clone(ids),
+        }
+    });
     let listeners = bind_outbound(spec.outbound_port, agent_ip6.is_some()).await?;
     let stats = Arc::new(OutboundStats::default());
     let outbound = Arc::new(Outbound {
@@ -94,8 +149,9 @@ pub async fn run(spec: RunSpec) -> Result<()> {
         model: model_rx.clone(),
         fastpath: spec.fastpath,
         stats: Arc::clone(&stats),
-        source: agent_ip4.map(IpAddr::V4).or(agent_ip6.map(IpAddr::V6)),
+        source: source_ip,
         balancer: Arc::default(),
+        tunnel,
     });
     for listener in listeners {
         tokio::spawn(Arc::clone(&outbound).serve(listener));
@@ -127,6 +183,12 @@ pub async fn run(spec: RunSpec) -> Result<()> {
             metrics::readiness,
         ));
     }
+    // Ready means able to serve both ways: inbound handshakes need the local workloads' SVIDs.
+    if let Some(ids) = &identities {
+        if !ids.all_ready(CERTIFICATES_WAIT).await {
+            tracing::warn!(?ids, "not every local workload has a certificate yet (is the CA reachable?); serving anyway");
+        }
+    }
     if let Some(path) = &spec.ready_file {
         std::fs::write(path, "ready\n").with_context(|| format!("writing {}", path.display()))?;
     }
@@ -148,6 +210,9 @@ pub async fn run(spec: RunSpec) -> Result<()> {
                 let model = model_rx.borrow_and_update().clone();
                 tracing::info!("config changed; reconciling");
                 apply_model(&mut enroller, &maps, &model, &spec.node);
+                if let Some(ids) = &identities {
+                    ids.follow(&model, &spec.node);
+                }
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading config");

@@ -1,8 +1,11 @@
 //! `ambit-node`, the node agent: `run`, `preflight`, `inspect`, `unload`.
 
 mod app;
+mod dial;
 mod enroll;
 mod exclusions;
+mod identity;
+mod inbound;
 mod inspect;
 mod kernel_maps;
 mod metrics;
@@ -72,6 +75,20 @@ enum Command {
         /// Readiness (GET /healthz/ready); 0 disables.
         #[arg(long, default_value_t = 15021)]
         readiness_port: u16,
+        /// The mesh CA (ambit-controller serve). With --identity-dir, mesh connections are
+        /// carried over mTLS (HBONE); without, they are relayed in plaintext.
+        #[arg(long, env = "AMBIT_CA_ADDR", requires = "identity_dir")]
+        ca_addr: Option<std::net::SocketAddr>,
+        /// This node's credentials for the CA: node.pem, node-key.pem, root.pem
+        /// (ambit-controller issue-node-cert).
+        #[arg(long, env = "AMBIT_IDENTITY_DIR", requires = "ca_addr")]
+        identity_dir: Option<PathBuf>,
+        /// HBONE (mTLS HTTP/2 CONNECT) listener for other agents.
+        #[arg(long, default_value_t = 15008)]
+        hbone_port: u16,
+        /// Lifetime of workload certificates to ask the CA for, in seconds (default: the CA's).
+        #[arg(long)]
+        svid_ttl_secs: Option<u64>,
     },
     /// Check that this node can run the redirect; print what is missing and how to fix it.
     Preflight {
@@ -134,6 +151,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             max_connections,
             metrics_port,
             readiness_port,
+            ca_addr,
+            identity_dir,
+            hbone_port,
+            svid_ttl_secs,
         } => {
             let cgroup = match cgroup {
                 Some(c) => c,
@@ -152,6 +173,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 max_connections,
                 metrics_port,
                 readiness_port,
+                ca_addr,
+                identity_dir,
+                hbone_port,
+                svid_ttl: svid_ttl_secs.map(std::time::Duration::from_secs),
             };
             raise_open_files_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -43,6 +43,10 @@ pub struct MeshCluster {
     agents: BTreeMap<String, Process>,
     /// Extra `ambit-node run` arguments for agents started afterwards (e.g. `--fastpath`).
     pub agent_args: Vec<String>,
+    /// Run a mesh CA and carry mesh connections over mTLS (default). Without it agents relay
+    /// in plaintext.
+    pub mtls: bool,
+    ca: Option<Process>,
 }
 
 impl MeshCluster {
@@ -57,6 +61,8 @@ impl MeshCluster {
             state: ClusterState::default(),
             agents: BTreeMap::new(),
             agent_args: Vec::new(),
+            mtls: true,
+            ca: None,
         })
     }
 
@@ -168,9 +174,13 @@ impl MeshCluster {
         std::fs::rename(&tmp, &self.config_path).context("renaming the config into place")
     }
 
-    /// Writes the config and starts an agent on every node, waiting until each serves.
+    /// Writes the config and starts an agent on every node (and, with `mtls`, the mesh CA
+    /// first), waiting until each serves.
     pub fn start_agents(&mut self) -> Result<()> {
         self.write_config()?;
+        if self.mtls && self.ca.is_none() {
+            self.start_ca()?;
+        }
         let nodes: Vec<String> = self
             .sb
             .nodes()
@@ -181,6 +191,80 @@ impl MeshCluster {
             self.start_agent(&node)?;
         }
         Ok(())
+    }
+
+    /// The mesh CA's address: node1's address, port 15012.
+    pub fn ca_addr(&self) -> Result<std::net::SocketAddr> {
+        let first = self
+            .sb
+            .nodes()
+            .first()
+            .context("the CA runs on the first node; add one")?;
+        Ok(std::net::SocketAddr::from((first.address, 15012)))
+    }
+
+    /// Creates the CA's keys, a credential directory per node, and serves the CA in node1's
+    /// network namespace (`ambit-controller serve`).
+    pub fn start_ca(&mut self) -> Result<()> {
+        let controller = crate::binary("ambit-controller")?;
+        let ca_dir = self.sb.dir().join("ca");
+        run_host(
+            Command::new(&controller)
+                .arg("init-ca")
+                .arg("--dir")
+                .arg(&ca_dir),
+        )?;
+        for node in self.sb.nodes() {
+            run_host(
+                Command::new(&controller)
+                    .arg("issue-node-cert")
+                    .arg("--ca-dir")
+                    .arg(&ca_dir)
+                    .args([
+                        "--node",
+                        &node.name,
+                        "--trust-domain",
+                        &self.state.trust_domain,
+                    ])
+                    .arg("--out-dir")
+                    .arg(self.identity_dir(&node.short_name)),
+            )?;
+        }
+        let first = self.node(
+            &self
+                .sb
+                .nodes()
+                .first()
+                .context("no node")?
+                .short_name
+                .clone(),
+        )?;
+        let ready = self.sb.dir().join("ca.ready");
+        let mut cmd = Command::new(&controller);
+        cmd.arg("serve")
+            .arg("--ca-dir")
+            .arg(&ca_dir)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["--listen", &self.ca_addr()?.to_string()])
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdin(Stdio::null());
+        let log = self.sb.capture_to_log(&mut cmd, "ca")?;
+        // In node1's network, but outside its pod cgroup subtree: like a CA elsewhere in the
+        // cluster, the node's redirect programs never see its sockets.
+        let placement = crate::sandbox::Placement {
+            netns_path: first.netns_path.clone(),
+            cgroup_dir: self.sb.cgroup_dir().to_path_buf(),
+        };
+        let ca = self.sb.spawn_at(&placement, cmd, "ca")?;
+        wait_ready(&ca, &ready, &log, "the mesh CA")?;
+        self.ca = Some(ca);
+        Ok(())
+    }
+
+    fn identity_dir(&self, short: &str) -> PathBuf {
+        self.sb.dir().join(format!("identity-{short}"))
     }
 
     pub fn start_agent(&mut self, short: &str) -> Result<()> {
@@ -197,6 +281,16 @@ impl MeshCluster {
             .arg("--ready-file")
             .arg(&ready)
             .args(&self.agent_args)
+            .args(if self.ca.is_some() {
+                vec![
+                    "--ca-addr".to_string(),
+                    self.ca_addr()?.to_string(),
+                    "--identity-dir".to_string(),
+                    self.identity_dir(short).display().to_string(),
+                ]
+            } else {
+                Vec::new()
+            })
             .env(
                 "RUST_LOG",
                 std::env::var("AMBIT_AGENT_LOG").unwrap_or_else(|_| "info".into()),
@@ -400,6 +494,35 @@ impl MeshCluster {
         let out = self.run_client(from, self.app.echo(to, bytes))?;
         parse_report(&out)
     }
+}
+
+/// Waits until `process` writes its ready file; fails with its log if it exits or stalls.
+fn wait_ready(
+    process: &Process,
+    ready: &std::path::Path,
+    log: &std::path::Path,
+    what: &str,
+) -> Result<()> {
+    let deadline = Instant::now() + AGENT_START;
+    while !ready.exists() {
+        if let Some(status) = process.try_wait()? {
+            bail!("{what} exited ({status}):\n{}", tail(log));
+        }
+        if Instant::now() > deadline {
+            bail!("{what} not ready after {AGENT_START:?}:\n{}", tail(log));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Runs a host command to completion, failing with its stderr.
+fn run_host(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// One open connection (the test app's `hold`): each `ping` is an echo round trip on it.

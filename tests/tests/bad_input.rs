@@ -37,7 +37,7 @@ fn invalid_config_keeps_the_last_good_one_and_names_the_field() {
         mut mesh,
         client,
         server,
-        node1,
+        node2,
         ..
     } = running_shop("bad-config", &[], "echo-2");
 
@@ -66,7 +66,7 @@ fn invalid_config_keeps_the_last_good_one_and_names_the_field() {
     let seen = mesh
         .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
         .expect("whoami");
-    assert_eq!(seen.peer.ip(), IpAddr::V4(node1.address), "{seen:?}");
+    assert_eq!(seen.peer.ip(), IpAddr::V4(node2.address), "{seen:?}");
 
     eprintln!("a fixed config (shop un-enrolled) is picked up");
     mesh.unenroll_namespace("shop");

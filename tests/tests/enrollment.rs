@@ -17,7 +17,7 @@ fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
         mut mesh,
         client,
         server,
-        node1,
+        node2,
         ..
     } = running_shop("unenroll", &[], "echo-2");
 
@@ -56,7 +56,7 @@ fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
         .expect("whoami");
     assert_eq!(
         seen.peer.ip(),
-        IpAddr::V4(node1.address),
+        IpAddr::V4(node2.address),
         "after re-enrolling: {seen:?}"
     );
     held.ping().expect("still open");

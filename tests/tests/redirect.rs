@@ -19,17 +19,19 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
         mesh,
         client,
         server,
-        node1,
+        node2,
         ..
     } = running_shop("cross-node", &[], "echo-2");
 
-    eprintln!("whoami: the server should see node1's agent, not the client pod");
+    eprintln!(
+        "whoami: the server sees node2's agent (the far end of the tunnel), not the client pod"
+    );
     let seen = mesh
         .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
         .expect("whoami");
     assert_eq!(
         seen.peer.ip(),
-        std::net::IpAddr::V4(node1.address),
+        std::net::IpAddr::V4(node2.address),
         "server saw {seen:?}"
     );
 

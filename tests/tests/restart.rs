@@ -18,7 +18,7 @@ fn agent_restart_keeps_redirecting_without_stale_records() {
         mut mesh,
         client,
         server,
-        node1,
+        node2,
         ..
     } = running_shop("restart", &[], "echo-2");
     let held = mesh
@@ -54,7 +54,7 @@ fn agent_restart_keeps_redirecting_without_stale_records() {
     let seen = mesh
         .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
         .expect("whoami");
-    assert_eq!(seen.peer.ip(), IpAddr::V4(node1.address), "{seen:?}");
+    assert_eq!(seen.peer.ip(), IpAddr::V4(node2.address), "{seen:?}");
     mesh.wait_records("node1", 0)
         .expect("no stale records after restart");
     let log = mesh.agent_log("node1");

@@ -15,7 +15,7 @@ pub fn ebpf() -> Result<PathBuf> {
     Ok(object)
 }
 
-/// The agent, the waypoint and the sandbox's test app, in release mode (the tests, the demo
+/// The agent, the waypoint, the controller (mesh CA) and the sandbox's test app, in release mode (the tests, the demo
 /// and the benchmarks all use these).
 pub fn release_binaries() -> Result<()> {
     run(cargo().args([
@@ -25,6 +25,8 @@ pub fn release_binaries() -> Result<()> {
         "ambit-node",
         "-p",
         "ambit-waypoint",
+        "-p",
+        "ambit-controller",
         "-p",
         "ambit-e2e",
         "--bins",

@@ -4,10 +4,10 @@
 //! A connection without a kernel record is refused with a reset: 15001 is not an open relay.
 //! The origin is the netns cookie the kernel recorded at connect time, never the source IP.
 //!
-//! Plain TCP for now; the mTLS tunnel between agents replaces `relay` for mesh destinations.
+//! Where each connection goes is decided by `plan` (pure); `tunnel.rs` carries mesh hops over
+//! HBONE and `direct.rs` everything else.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +18,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 mod balance;
+mod direct;
 pub mod plan;
+mod tunnel;
 
 pub use balance::OpenConnections;
-use plan::OutboundPlan;
+use plan::{HboneHop, OutboundPlan};
+pub use tunnel::Tunnel;
 
 use crate::kernel_maps::KernelMaps;
-use crate::relay;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Copy buffer per direction for fast-path connections (2 × 32 KiB per connection).
-const RELAY_BUFFER: usize = 32 * 1024;
 
 /// Counters of the outbound proxy, exported on the metrics port.
 #[derive(Debug, Default)]
@@ -38,6 +38,8 @@ pub struct OutboundStats {
     pub refused_no_record: AtomicU64,
     /// A service VIP with no endpoints or no such port.
     pub refused_no_route: AtomicU64,
+    /// Relayed through the HBONE tunnel (a subset of `relayed`).
+    pub tunnelled: AtomicU64,
     pub upstream_failed: AtomicU64,
     pub sent_bytes: AtomicU64,
     pub received_bytes: AtomicU64,
@@ -54,6 +56,14 @@ pub struct Outbound {
     pub source: Option<std::net::IpAddr>,
     /// Open connections per endpoint, for load balancing.
     pub balancer: Arc<OpenConnections>,
+    /// The mTLS tunnel; without a CA configured, mesh hops are relayed in plaintext.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// Where one connection goes.
+enum Hop {
+    Direct(SocketAddr),
+    Tunnel(Box<HboneHop>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +82,18 @@ enum OutboundError {
         origin: String,
         #[source]
         source: plan::PlanError,
+    },
+    #[error(
+        "no certificate for {identity} yet (is the CA reachable?); refused {origin}'s connection"
+    )]
+    NoCertificate { identity: String, origin: String },
+    #[error("tunnel to {dst} via {via} for {origin} failed")]
+    Tunnel {
+        dst: SocketAddr,
+        via: SocketAddr,
+        origin: String,
+        #[source]
+        source: ambit_mesh::hbone::TunnelError,
     },
     #[error("connect to original destination {dst} for {origin} failed")]
     Upstream {
@@ -129,8 +151,8 @@ impl Outbound {
             .maps
             .workload_of(orig.netns_cookie)
             .unwrap_or_else(|| format!("netns:{}", orig.netns_cookie));
-        let dst = match self.next_hop(&origin, dialled) {
-            Ok(dst) => dst,
+        let hop = match self.next_hop(&origin, dialled) {
+            Ok(hop) => hop,
             Err(source) => {
                 self.stats.refused_no_route.fetch_add(1, Relaxed);
                 reset(client);
@@ -141,45 +163,25 @@ impl Outbound {
                 });
             }
         };
-        let _open = self.balancer.opened(dst);
-        let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect(dst)).await {
-            Ok(Ok(upstream)) => upstream,
-            Ok(Err(source)) => {
-                self.stats.upstream_failed.fetch_add(1, Relaxed);
-                reset(client);
-                return Err(OutboundError::Upstream {
-                    dst,
-                    origin,
-                    source,
-                });
-            }
-            Err(_) => {
-                self.stats.upstream_failed.fetch_add(1, Relaxed);
-                reset(client);
-                return Err(OutboundError::UpstreamTimeout { dst, origin });
-            }
+        tracing::debug!(%origin, %dialled, client = %peer, "relaying");
+        let endpoint = match &hop {
+            Hop::Direct(dst) => *dst,
+            Hop::Tunnel(hop) => hop.actual_destination,
         };
-        let _ = client.set_nodelay(true);
-        let _ = upstream.set_nodelay(true);
-        let on_fastpath = self.fastpath;
-        if self.fastpath && self.is_local_pod(dst) {
-            self.join_fastpath(&upstream);
+        let _open = self.balancer.opened(endpoint);
+        match (hop, &self.tunnel) {
+            // A destination on this node is delivered in-process: the bytes never leave the node and
+            // the source identity is attested by the kernel, so a TLS hop to ourselves would add
+            // cost and no assurance.
+            (Hop::Tunnel(hop), Some(tunnel)) if hop.destination_node != self.node => {
+                self.relay_tunnel(tunnel, client, peer, *hop, origin).await
+            }
+            (_, _) => self.relay_direct(client, endpoint, origin).await,
         }
-        tracing::debug!(%origin, %dst, client = %peer, "relaying");
-        self.stats.relayed.fetch_add(1, Relaxed);
-        let relayed = if on_fastpath {
-            // Bytes of fast-path sockets wait in the sockmap's queue, which splice cannot read.
-            let (mut client, mut upstream) = (client, upstream);
-            tokio::io::copy_bidirectional_with_sizes(
-                &mut client,
-                &mut upstream,
-                RELAY_BUFFER,
-                RELAY_BUFFER,
-            )
-            .await
-        } else {
-            relay::splice_bidirectional(&client, &upstream).await
-        };
+    }
+
+    /// Records one finished relay.
+    fn count_closed(&self, origin: &str, dst: SocketAddr, relayed: std::io::Result<(u64, u64)>) {
         match relayed {
             Ok((sent, received)) => {
                 self.stats.sent_bytes.fetch_add(sent, Relaxed);
@@ -188,39 +190,20 @@ impl Outbound {
             }
             Err(e) => tracing::debug!(%origin, %dst, error = %e, "connection ended with an error"),
         }
-        Ok(())
     }
 
-    /// Connects from the agent's own address when the families match. Without the bind, a
-    /// connection to a pod on this node would leave from the pod gateway address, and the
-    /// pod would see (and the kernel programs would not recognise) a different agent.
-    async fn connect(&self, dst: SocketAddr) -> std::io::Result<TcpStream> {
-        let socket = if dst.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        if let Some(source) = self.source.filter(|s| s.is_ipv4() == dst.is_ipv4()) {
-            socket.bind(SocketAddr::new(source, 0))?;
-        }
-        socket.connect(dst).await
-    }
-
-    /// Where to connect for a connection `origin` (`namespace/name`) made to `dialled`.
-    ///
-    /// TODO(issue 3, mTLS tunnel): an HBONE hop is relayed in plaintext to its endpoint until
-    /// the tunnel carries it; service VIPs already resolve to an endpoint here.
-    fn next_hop(&self, origin: &str, dialled: SocketAddr) -> Result<SocketAddr, plan::PlanError> {
+    /// Where a connection `origin` (`namespace/name`) made to `dialled` goes.
+    fn next_hop(&self, origin: &str, dialled: SocketAddr) -> Result<Hop, plan::PlanError> {
         let Some(source) = origin.split_once('/') else {
             // Enrolled netns whose workload name is unknown: go where the application asked.
-            return Ok(dialled);
+            return Ok(Hop::Direct(dialled));
         };
         let model = self.model.borrow().clone();
         match plan::plan(&model, source, dialled, &*self.balancer) {
-            Ok(OutboundPlan::Hbone(hop)) => Ok(hop.actual_destination),
-            Ok(OutboundPlan::Passthrough { destination, .. }) => Ok(destination),
+            Ok(OutboundPlan::Hbone(hop)) => Ok(Hop::Tunnel(hop)),
+            Ok(OutboundPlan::Passthrough { destination, .. }) => Ok(Hop::Direct(destination)),
             // Un-enrolled between connect and accept, or deleted: go where it asked.
-            Err(plan::PlanError::UnknownSource { .. }) => Ok(dialled),
+            Err(plan::PlanError::UnknownSource { .. }) => Ok(Hop::Direct(dialled)),
             Err(e) => Err(e),
         }
     }
@@ -228,27 +211,6 @@ impl Outbound {
     fn lookup(&self, local: SocketAddr, peer: SocketAddr) -> Option<OrigDst> {
         let records = self.maps.orig_dst.read().ok()?;
         records.get(&SockKey::new(local, peer), 0).ok()
-    }
-
-    fn is_local_pod(&self, dst: SocketAddr) -> bool {
-        let model = self.model.borrow();
-        model
-            .workload_by_ip(dst.ip())
-            .is_some_and(|w| w.node == self.node)
-    }
-
-    /// Joins our end of a same-node upstream to the fast path. The kernel joins the pod's end
-    /// when it accepts (its peer is the agent's address).
-    fn join_fastpath(&self, upstream: &TcpStream) {
-        let (Ok(local), Ok(remote)) = (upstream.local_addr(), upstream.peer_addr()) else {
-            return;
-        };
-        let key = SockKey::new(local, remote);
-        if let Ok(mut map) = self.maps.fastpath.lock() {
-            if let Err(e) = map.insert(key, upstream.as_raw_fd(), 0) {
-                tracing::debug!(error = %e, "upstream socket could not join the fast path");
-            }
-        }
     }
 }
 

@@ -47,6 +47,7 @@ pub struct RunningShop {
     pub client: Pod,
     pub server: Pod,
     pub node1: ambit_e2e::Node,
+    pub node2: ambit_e2e::Node,
     _servers: ambit_e2e::Process,
 }
 
@@ -57,6 +58,7 @@ pub fn running_shop(label: &str, agent_args: &[&str], server: &str) -> RunningSh
     let client = pod(&mesh, "shop", "client");
     let server = pod(&mesh, "shop", server);
     let node1 = mesh.node("node1").expect("node1");
+    let node2 = mesh.node("node2").expect("node2");
     let servers = mesh.serve(&server).expect("server");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled");
@@ -65,6 +67,7 @@ pub fn running_shop(label: &str, agent_args: &[&str], server: &str) -> RunningSh
         client,
         server,
         node1,
+        node2,
         _servers: servers,
     }
 }

@@ -41,7 +41,8 @@ impl Counters {
 /// Where a connection went, judged from what the server saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// The source node's agent relayed it.
+    /// The source node's agent captured it; the destination node's agent delivered it (over
+    /// the mTLS tunnel when the nodes differ).
     Mesh,
     /// The client pod reached the server itself.
     Direct,
@@ -54,6 +55,8 @@ pub struct Probe {
     pub route: Route,
     /// The client address the server saw.
     pub peer: SocketAddr,
+    /// The caller identity the destination's agent verified (mTLS), from its log.
+    pub caller_identity: Option<String>,
     /// Growth of the source node's kernel counters during the probe.
     pub redirected: u64,
     pub established: u64,
@@ -70,6 +73,7 @@ impl Probe {
 /// Asks `to`'s whoami server who is calling, from `from`, and checks the answer against `want`.
 pub fn whoami(mesh: &MeshCluster, from: &Pod, to: &Pod, want: Route) -> Result<Probe> {
     let node = mesh.node(&from.node)?;
+    let delivering = mesh.node(&to.node)?;
     let before = Counters::read(mesh, &from.node)?;
     let seen = mesh.whoami(from, SocketAddrV4::new(to.ip, WHOAMI_PORT))?;
     let after = Counters::read(mesh, &from.node)?;
@@ -80,7 +84,7 @@ pub fn whoami(mesh: &MeshCluster, from: &Pod, to: &Pod, want: Route) -> Result<P
             seen.server
         );
     }
-    let route = if is_agent_address(&node, seen.peer.ip()) {
+    let route = if is_agent_address(&delivering, seen.peer.ip()) {
         Route::Mesh
     } else if seen.peer.ip() == IpAddr::V4(from.ip) {
         Route::Direct
@@ -92,21 +96,39 @@ pub fn whoami(mesh: &MeshCluster, from: &Pod, to: &Pod, want: Route) -> Result<P
             from.id(),
             seen.peer,
             from.ip,
-            node.short_name,
-            node.address
+            delivering.short_name,
+            delivering.address
         );
     };
+    let caller_identity = (route == Route::Mesh && to.node != from.node)
+        .then(|| verified_caller(mesh, &to.node, SocketAddrV4::new(to.ip, WHOAMI_PORT)))
+        .flatten();
     let probe = Probe {
         from: from.clone(),
         to: to.clone(),
         route,
         peer: seen.peer,
+        caller_identity,
         redirected: after.since(&before, "redirected"),
         established: after.since(&before, "established"),
         skipped_not_enrolled: after.since(&before, "skipped_not_enrolled"),
     };
     check(&probe, want, &node)?;
     Ok(probe)
+}
+
+/// The caller identity `node`'s agent logged for its latest inbound tunnel to `target`.
+fn verified_caller(mesh: &MeshCluster, node: &str, target: SocketAddrV4) -> Option<String> {
+    let log = mesh.agent_log(node);
+    let needle = format!("target={target}");
+    log.lines()
+        .rev()
+        .filter(|l| l.contains("inbound connection") && l.contains(&needle))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("caller="))
+                .map(String::from)
+        })
 }
 
 /// The addresses the agent of `node` connects from: its fabric address towards other nodes,

@@ -98,19 +98,23 @@ pub fn probe(mesh: &MeshCluster, p: &Probe) -> Result<()> {
     let short = &node.short_name;
     match p.route {
         Route::Mesh => {
-            let which = if p.peer.ip() == IpAddr::V4(node.address) {
-                "address"
-            } else {
-                "pod gateway"
-            };
+            let delivering = mesh.node(&p.to.node)?;
             println!(
-                "   {} saw the call come from {}, {short}'s {which}, not from the pod ({}).",
-                p.to.name, p.peer, p.from.ip
+                "   {} saw the call come from {}, {}'s agent, not from the pod ({}).",
+                p.to.name, p.peer, delivering.short_name, p.from.ip
             );
-            println!(
-                "   => through the mesh: {short}'s agent made the call for {}.",
-                p.from.id()
-            );
+            match &p.caller_identity {
+                Some(id) => {
+                    println!(
+                        "   => through the mesh: {short}'s agent captured it and carried it over mutual TLS\n      \
+                         (HBONE) to {}'s agent, which verified the caller's certificate:\n      {id}",
+                        delivering.short_name
+                    );
+                }
+                None => println!(
+                    "   => through the mesh: {short}'s agent captured it and delivered it on the same node."
+                ),
+            }
             kernel(
                 short,
                 &[("redirected", p.redirected), ("established", p.established)],

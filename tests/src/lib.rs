@@ -6,6 +6,7 @@
 //! - [`require_privileged`]: the root check (and opt-out) every privileged test starts with.
 
 pub mod binaries;
+pub mod capture;
 pub mod cluster;
 pub mod privileged;
 pub mod sandbox;

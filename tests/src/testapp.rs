@@ -174,6 +174,11 @@ impl TestApp {
         self.command(["hold", "--addr", &addr.to_string()])
     }
 
+    /// `say`: sends `text` 16 times to an echo server and checks the echo.
+    pub fn say(&self, addr: SocketAddrV4, text: &str) -> Command {
+        self.command(["say", "--addr", &addr.to_string(), "--text", text])
+    }
+
     pub fn concurrent(&self, addr: SocketAddrV4, connections: u32, bytes: u64) -> Command {
         self.command([
             "concurrent",

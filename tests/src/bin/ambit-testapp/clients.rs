@@ -138,3 +138,26 @@ fn round_trip(stream: &mut TcpStream, round: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Sends `text` `count` times, reads the echo back, checks it and prints `text` once.
+pub fn say(target: Target, text: &str, count: u32) -> Result<ExitCode> {
+    let mut stream = connect(target)?;
+    let payload = text.repeat(count as usize);
+    stream
+        .write_all(payload.as_bytes())
+        .with_context(|| format!("writing to {}", target.addr))?;
+    stream.shutdown(Shutdown::Write)?;
+    let mut echoed = String::new();
+    stream
+        .read_to_string(&mut echoed)
+        .with_context(|| format!("reading from {}", target.addr))?;
+    if echoed != payload {
+        bail!(
+            "the echo differs from what was sent ({} of {} bytes back)",
+            echoed.len(),
+            payload.len()
+        );
+    }
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

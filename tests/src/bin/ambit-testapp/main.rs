@@ -45,6 +45,16 @@ enum Cmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Sends `text` repeatedly (`count` times) to an echo server, checks the echo, prints it
+    /// once: a recognisable payload for packet captures.
+    Say {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        text: String,
+        #[arg(long, default_value_t = 16)]
+        count: u32,
+    },
     /// Opens all connections first, then echoes on each; prints how many succeeded.
     Concurrent {
         #[command(flatten)]
@@ -99,6 +109,11 @@ fn main() -> ExitCode {
         Cmd::Whoami { target } => clients::whoami(target),
         Cmd::Echo { target, bytes } => clients::echo(target, bytes),
         Cmd::Hold { target } => clients::hold(target),
+        Cmd::Say {
+            target,
+            text,
+            count,
+        } => clients::say(target, &text, count),
         Cmd::Concurrent {
             target,
             connections,

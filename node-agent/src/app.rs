@@ -112,6 +112,7 @@ pub async fn run(spec: RunSpec) -> Result<()> {
     apply_model(&mut enroller, &maps, &model, &spec.node);
 
     let source_ip = agent_ip4.map(IpAddr::V4).or(agent_ip6.map(IpAddr::V6));
+    let mut hbone_server = None;
     if let Some(ids) = &identities {
         let tls = ambit_mesh::tls::server_config(
             Arc::clone(ids) as _,
@@ -125,6 +126,7 @@ pub async fn run(spec: RunSpec) -> Result<()> {
             source: source_ip,
         };
         let server = HboneServer::new(tls, pods, ServerSettings::default());
+        hbone_server = Some(server.stats());
         let listener =
             TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, spec.hbone_port)))
                 .await
@@ -160,6 +162,8 @@ pub async fn run(spec: RunSpec) -> Result<()> {
         maps: Arc::clone(&maps),
         outbound: Arc::clone(&stats),
         config: Arc::clone(&source),
+        hbone_server,
+        hbone_pool: outbound.tunnel.as_ref().map(|t| t.pool.stats()),
     });
     if spec.metrics_port != 0 {
         let listener = metrics::bind(spec.metrics_port).await.context("metrics")?;

@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use ambit_mesh::hbone::{PoolStats, ServerStats};
+
 use crate::kernel_maps::KernelMaps;
 use crate::outbound::OutboundStats;
 
@@ -22,6 +24,9 @@ pub struct Observed {
     pub maps: Arc<KernelMaps>,
     pub outbound: Arc<OutboundStats>,
     pub config: Arc<FileSource>,
+    /// The tunnel's two sides, when a CA is configured.
+    pub hbone_server: Option<Arc<ServerStats>>,
+    pub hbone_pool: Option<Arc<PoolStats>>,
 }
 
 /// The metrics in Prometheus text format (version 0.0.4).
@@ -104,6 +109,64 @@ pub fn render(o: &Observed) -> String {
         .map(|m| m.keys().count())
         .unwrap_or(0);
     let _ = writeln!(out, "ambit_enrolled_workloads {enrolled}");
+    if let Some(h) = &o.hbone_server {
+        family(
+            &mut out,
+            "ambit_hbone_inbound_connections_total",
+            "counter",
+            "Connections on the HBONE port (15008), by outcome.",
+        );
+        for (outcome, v) in [
+            ("accepted", &h.connections_accepted),
+            ("plaintext_refused", &h.plaintext_refused),
+            ("handshake_timeout", &h.handshake_timeouts),
+            ("client_cert_rejected", &h.client_certs_rejected),
+            ("handshake_failed", &h.handshakes_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "ambit_hbone_inbound_connections_total{{outcome=\"{outcome}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        family(
+            &mut out,
+            "ambit_hbone_inbound_streams_total",
+            "counter",
+            "CONNECT streams received, by HTTP status.",
+        );
+        for (status, v) in [
+            ("200", &h.streams_accepted),
+            ("400", &h.streams_bad_request),
+            ("401", &h.streams_denied),
+            ("503", &h.streams_unreachable),
+        ] {
+            let _ = writeln!(
+                out,
+                "ambit_hbone_inbound_streams_total{{status=\"{status}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
+    if let Some(p) = &o.hbone_pool {
+        family(
+            &mut out,
+            "ambit_hbone_outbound_connections_total",
+            "counter",
+            "Pooled mTLS connections to other agents, by event.",
+        );
+        for (event, v) in [
+            ("opened", &p.connections_opened),
+            ("closed", &p.connections_closed),
+            ("failed", &p.connect_failures),
+        ] {
+            let _ = writeln!(
+                out,
+                "ambit_hbone_outbound_connections_total{{event=\"{event}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
     family(
         &mut out,
         "ambit_config_rejected_total",

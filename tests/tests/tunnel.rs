@@ -105,3 +105,28 @@ fn certificate_rotation_does_not_break_a_live_connection() {
         .expect("new connection");
     held.ping().expect("still open");
 }
+
+#[test]
+fn plaintext_to_the_hbone_port_is_refused_and_counted() {
+    if !require_privileged() {
+        return;
+    }
+    let RunningShop { mesh, node2, .. } = running_shop("hbone-plain", &[], "echo-2");
+    let outsider = pod(&mesh, "legacy", "old-client");
+    eprintln!("a pod outside the mesh speaks plaintext to node2's HBONE port");
+    let hbone = SocketAddrV4::new(node2.address, 15008);
+    let out = mesh
+        .run_client(&outsider, mesh.app.say(hbone, "GET / HTTP/1.1\r\n\r\n"))
+        .expect("client ran");
+    assert!(
+        !out.status.success(),
+        "plaintext got an answer on the mTLS port: {out:?}"
+    );
+    let refused = mesh
+        .metric(
+            "node2",
+            "ambit_hbone_inbound_connections_total{outcome=\"plaintext_refused\"}",
+        )
+        .unwrap();
+    assert_eq!(refused, 1);
+}

@@ -61,3 +61,61 @@ impl Inbound for LocalPods {
         tracing::debug!(caller = %request.caller, target = %request.target, ?bytes, "inbound connection closed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods_on(node: &str) -> LocalPods {
+        let model = ambit_mesh::config::parse(
+            r#"
+nodes: [{name: n1, address: 192.168.50.1}, {name: n2, address: 192.168.50.2}]
+namespaces: [{name: shop, labels: {ambit.dev/dataplane-mode: ambient}}]
+workloads:
+  - {name: echo-1, namespace: shop, serviceAccount: echo, node: n1, ips: [10.1.1.3]}
+  - {name: echo-2, namespace: shop, serviceAccount: echo, node: n2, ips: [10.1.2.2]}
+"#,
+        )
+        .unwrap();
+        let (_tx, model) = watch::channel(Arc::new(model));
+        LocalPods {
+            node: node.into(),
+            model,
+            source: None,
+        }
+    }
+
+    fn request(target: &str) -> ConnectRequest {
+        ConnectRequest {
+            caller: "spiffe://cluster.local/ns/shop/sa/client".parse().unwrap(),
+            peer: "192.168.50.2:40000".parse().unwrap(),
+            target: target.parse().unwrap(),
+            forwarded_for: None,
+            baggage: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pod_on_another_node_is_a_bad_target() {
+        let err = pods_on("n1")
+            .connect(request("10.1.2.2:8080"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Refusal::BadTarget(why) if why.contains("on node n2, not on this node (n1)")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_outside_the_mesh_is_a_bad_target() {
+        let err = pods_on("n1")
+            .connect(request("93.184.216.34:443"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Refusal::BadTarget(why) if why.contains("not a workload")),
+            "{err}"
+        );
+    }
+}

@@ -4,10 +4,12 @@
 //! A benchmark is a measurement: it exits 0 when a target is missed and says so in its output.
 //! Progress goes to stderr, so `--json` leaves exactly one JSON object on stdout.
 
+mod common;
 mod redirect;
 mod route;
 mod summary;
 mod table;
+mod tunnel;
 
 use anyhow::{Context, Result};
 
@@ -16,6 +18,14 @@ pub enum Which {
     /// Same-node pod-to-pod TCP: direct, through the agent, and through the agent with the
     /// sk_msg fast path (latency p50/p99 and bulk throughput, median of 3 runs).
     Redirect {
+        /// Print one JSON object on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cross-node pod-to-pod TCP: direct, and through the HBONE tunnel over mTLS (latency
+    /// p50/p99 with 1 KB messages, bulk throughput, new connections per second, median of 3
+    /// runs), plus the agents' RSS idle and under load.
+    Tunnel {
         /// Print one JSON object on stdout instead of the table.
         #[arg(long)]
         json: bool,
@@ -35,6 +45,10 @@ pub fn run(which: Which) -> Result<()> {
                 print!("{}", table::render(&summary));
             }
             Ok(())
+        }
+        Which::Tunnel { json } => {
+            prepare()?;
+            tunnel::run(json)
         }
     }
 }

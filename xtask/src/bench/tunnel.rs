@@ -52,6 +52,7 @@ const CLIENT_NODE: &str = "node1";
 const SERVER_NODE: &str = "node2";
 const TUNNELLED: &str = "ambit_outbound_tunnelled_total";
 const STREAMS_ACCEPTED: &str = "ambit_hbone_inbound_streams_total{status=\"200\"}";
+const MTLS_OPENED: &str = "ambit_hbone_outbound_connections_total{event=\"opened\"}";
 const KB_PER_MB: f64 = 1000.0;
 
 /// Measures, then prints the table or (`json`) one JSON object on stdout.
@@ -64,6 +65,28 @@ pub fn run(json: bool) -> Result<()> {
         print!("{}", table::render(&summary));
     }
     Ok(())
+}
+
+/// Counters of the agents' metrics that show the tunnel at work.
+struct TunnelCounters {
+    /// node1: connections its agent carried through the tunnel.
+    tunnelled: Option<u64>,
+    /// node1: mTLS connections its HBONE pool opened to other agents.
+    mtls_opened: Option<u64>,
+    /// node2: CONNECT streams its agent accepted (HTTP 200).
+    streams: Option<u64>,
+}
+
+impl TunnelCounters {
+    /// Adds the increase since `before` to a path's evidence.
+    fn add_since(self, before: TunnelCounters, route: &mut RouteEvidence) {
+        let since = |now: Option<u64>, then: Option<u64>| Some(now?.saturating_sub(then?));
+        if let Some(n) = since(self.tunnelled, before.tunnelled) {
+            *route.node1_tunnelled.get_or_insert(0) += n;
+        }
+        route.node1_mtls_opened += since(self.mtls_opened, before.mtls_opened).unwrap_or(0);
+        route.node2_streams_accepted += since(self.streams, before.streams).unwrap_or(0);
+    }
 }
 
 /// The sandbox cluster; dropping it stops the agents and servers and removes the sandbox.
@@ -98,11 +121,7 @@ fn measure() -> Result<Summary> {
             runs.latency.push(bench.rr(path));
             runs.throughput.push(bench.bulk(path));
             runs.connect.push(bench.connect(path));
-            let after = bench.tunnel_counters();
-            runs.route.node2_streams_accepted += after.1.saturating_sub(before.1);
-            if let (Some(after), Some(before)) = (after.0, before.0) {
-                *runs.route.node1_tunnelled.get_or_insert(0) += after.saturating_sub(before);
-            }
+            bench.tunnel_counters().add_since(before, &mut runs.route);
             eprintln!("bench tunnel: run {n}/{RUNS} {}", progress(path, runs));
         }
     }
@@ -171,7 +190,7 @@ fn method() -> Method {
         connect_bytes: CONNECTION_BYTES,
         connect_rate: "`concurrent`: 500 connections opened at once, each echoing 64 B, then \
                        closed; connections / wall time of the client process (its start-up \
-                       included)",
+                       included: see one_connection_seconds, a 1-connection run just before)",
         rss: "VmRSS of /proc/<agent pid>/status: idle after enrollment before any traffic; \
               peak of 100 ms samples during the measured runs; again after them",
     }
@@ -239,21 +258,19 @@ impl Bench {
             server_saw: seen.peer.ip().to_string(),
             server_node_ips: vec![node.address.to_string(), node.pod_gateway.to_string()],
             node1_tunnelled: None,
+            node1_mtls_opened: 0,
             node2_streams_accepted: 0,
         })
     }
 
-    /// node1's tunnelled connections (`None` when not exported) and node2's accepted streams.
-    fn tunnel_counters(&self) -> (Option<u64>, u64) {
-        let tunnelled = self.mesh.metric(CLIENT_NODE, TUNNELLED).ok();
-        let streams = self
-            .mesh
-            .metric(SERVER_NODE, STREAMS_ACCEPTED)
-            .unwrap_or_else(|e| {
-                eprintln!("bench tunnel: reading node2's {STREAMS_ACCEPTED}: {e:#}");
-                0
-            });
-        (tunnelled, streams)
+    /// The agents' tunnel counters now (`None` for one the agent does not export).
+    fn tunnel_counters(&self) -> TunnelCounters {
+        let get = |node: &str, sample: &str| self.mesh.metric(node, sample).ok();
+        TunnelCounters {
+            tunnelled: get(CLIENT_NODE, TUNNELLED),
+            mtls_opened: get(CLIENT_NODE, MTLS_OPENED),
+            streams: get(SERVER_NODE, STREAMS_ACCEPTED),
+        }
     }
 
     /// A discarded rr on both paths: the first run after the agents start is slower.
@@ -293,8 +310,12 @@ impl Bench {
     fn connect(&self, path: CrossPath) -> Attempt<ConnectRate> {
         let to = SocketAddrV4::new(self.server.ip, ECHO_PORT);
         let cmd = self.mesh.app.concurrent(to, CONNECTIONS, CONNECTION_BYTES);
+        let one = self.mesh.app.concurrent(to, 1, CONNECTION_BYTES);
         let started = Instant::now();
-        let report = self.client::<ConcurrentReport>(path, cmd);
+        let one = self.client::<ConcurrentReport>(path, one);
+        let one_connection_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let report = one.and_then(|_| self.client::<ConcurrentReport>(path, cmd));
         let seconds = started.elapsed().as_secs_f64();
         attempt(report.and_then(|r| {
             if r.failed > 0 {
@@ -308,6 +329,7 @@ impl Bench {
                 connections: r.ok,
                 seconds,
                 conns_per_s: r.ok as f64 / seconds,
+                one_connection_seconds,
             })
         }))
     }

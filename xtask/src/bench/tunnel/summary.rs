@@ -96,6 +96,9 @@ pub struct ConnectRate {
     /// Wall time of the whole client process, as the bench saw it.
     pub seconds: f64,
     pub conns_per_s: f64,
+    /// Wall time of the same client opening one connection, run just before: the start-up
+    /// cost that `seconds` includes.
+    pub one_connection_seconds: f64,
 }
 
 /// Whom the server saw, and the agents' tunnel counters over one path's runs.
@@ -109,6 +112,9 @@ pub struct RouteEvidence {
     pub server_node_ips: Vec<String>,
     /// Increase of node1's `ambit_outbound_tunnelled_total`; `None` if node1 does not export it.
     pub node1_tunnelled: Option<u64>,
+    /// Increase of node1's `ambit_hbone_outbound_connections_total{event="opened"}`: mTLS
+    /// handshakes its pool made to node2.
+    pub node1_mtls_opened: u64,
     /// Increase of node2's `ambit_hbone_inbound_streams_total{status="200"}`.
     pub node2_streams_accepted: u64,
 }
@@ -324,7 +330,11 @@ fn check_route(path: CrossPath, r: &RouteEvidence) -> (Vec<String>, Vec<String>)
         CrossPath::Tunnel => {
             expect(
                 streams > 0,
-                format!("node2's agent accepted {streams} HBONE streams"),
+                format!(
+                    "node2's agent accepted {streams} HBONE streams; node1's pool opened {} \
+                     mTLS connections",
+                    r.node1_mtls_opened
+                ),
                 format!("{tag} did not use the tunnel: node2's agent accepted no HBONE stream"),
             );
             expect(

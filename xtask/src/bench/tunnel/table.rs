@@ -84,6 +84,18 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
             path.tag()
         )?;
     }
+    let startup = |path: CrossPath| {
+        let f = s.paths.get(path);
+        runs(&f.connect_runs, |c| {
+            format!("{:.0}", c.one_connection_seconds * 1000.0)
+        })
+    };
+    writeln!(
+        out,
+        "  conns/s includes the client's start-up; a 1-connection run took (ms): (a) {}  (b) {}",
+        startup(CrossPath::Direct),
+        startup(CrossPath::Tunnel)
+    )?;
     writeln!(out)?;
     writeln!(out, "targets:")?;
     for t in &s.targets {

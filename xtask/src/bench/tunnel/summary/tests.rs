@@ -6,6 +6,7 @@ fn evidence(saw: &str, tunnelled: Option<u64>, streams: u64) -> RouteEvidence {
         server_saw: saw.into(),
         server_node_ips: vec!["10.0.0.2".into(), "10.1.2.1".into()],
         node1_tunnelled: tunnelled,
+        node1_mtls_opened: 1,
         node2_streams_accepted: streams,
     }
 }

@@ -65,6 +65,17 @@ pub fn render(o: &Observed) -> String {
     }
     family(
         &mut out,
+        "ambit_outbound_tunnelled_total",
+        "counter",
+        "Relayed connections carried over the mTLS tunnel (HBONE) to another node.",
+    );
+    let _ = writeln!(
+        out,
+        "ambit_outbound_tunnelled_total {}",
+        s.tunnelled.load(Relaxed)
+    );
+    family(
+        &mut out,
         "ambit_outbound_active_connections",
         "gauge",
         "Connections being relayed now.",

@@ -58,6 +58,13 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
         relayed >= 2,
         "the agent's metrics show {relayed} relayed connections"
     );
+    let tunnelled = mesh
+        .metric("node1", "ambit_outbound_tunnelled_total")
+        .unwrap();
+    assert!(
+        tunnelled >= 2,
+        "{tunnelled} connections went over the mTLS tunnel"
+    );
     let log = mesh.agent_log("node1");
     assert!(log.contains("enrollment reconciled"), "agent log:\n{log}");
 }

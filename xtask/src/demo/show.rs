@@ -1,7 +1,6 @@
 //! How the demo talks: step headers, the cluster table, each connection's verdict in plain
 //! words, and the `--keep` instructions. Only prints what the caller measured.
 
-
 use ambit_e2e::cluster::MeshCluster;
 use ambit_e2e::testapp::{ECHO_PORT, WHOAMI_PORT};
 use ambit_e2e::{Pod, Report};

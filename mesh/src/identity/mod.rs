@@ -43,4 +43,5 @@ pub use server::{
 };
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use store::CertStore;
+pub(crate) use svid::uri_sans;
 pub use svid::{LeafInfo, PendingSvid, Svid, SvidError};

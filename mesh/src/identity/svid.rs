@@ -145,23 +145,29 @@ impl LeafInfo {
 
 /// The one URI SAN of a certificate (workload or node), as text.
 pub fn single_uri_san(cert: &CertificateDer<'_>) -> Result<String, SvidError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| SvidError::Parse(e.to_string()))?;
+    let uris = uri_sans(cert).map_err(SvidError::Parse)?;
+    match <[String; 1]>::try_from(uris) {
+        Ok([uri]) => Ok(uri),
+        Err(uris) => Err(SvidError::UriSanCount { found: uris.len() }),
+    }
+}
+
+/// Every URI SAN of a DER certificate, in order; the error is x509-parser's, as text. The one
+/// place certificates' SANs are read: SVID checks here and TLS peer checks (`tls::verify`).
+pub(crate) fn uri_sans(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| e.to_string())?;
     let san = parsed
         .subject_alternative_name()
-        .map_err(|e| SvidError::Parse(e.to_string()))?;
-    let uris: Vec<&str> = san
+        .map_err(|e| e.to_string())?;
+    Ok(san
         .iter()
         .flat_map(|ext| ext.value.general_names.iter())
         .filter_map(|name| match name {
-            GeneralName::URI(uri) => Some(*uri),
+            GeneralName::URI(uri) => Some(uri.to_string()),
             _ => None,
         })
-        .collect();
-    match uris.as_slice() {
-        [uri] => Ok(uri.to_string()),
-        _ => Err(SvidError::UriSanCount { found: uris.len() }),
-    }
+        .collect())
 }
 
 /// A certificate's validity period.

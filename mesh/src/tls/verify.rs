@@ -14,8 +14,6 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore,
     SignatureScheme,
 };
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::TlsError;
 use crate::identity::{SpiffeId, SpiffeIdError};
@@ -51,16 +49,7 @@ pub struct TrustDomainMismatch {
 
 /// The workload identity an SVID names: its one URI SAN.
 pub fn spiffe_id_of(cert: &CertificateDer<'_>) -> Result<SpiffeId, SanError> {
-    let (_, cert) = X509Certificate::from_der(cert.as_ref()).map_err(|_| SanError::Der)?;
-    let san = cert.subject_alternative_name().map_err(|_| SanError::Der)?;
-    let uris: Vec<&str> = san
-        .iter()
-        .flat_map(|ext| ext.value.general_names.iter())
-        .filter_map(|name| match name {
-            GeneralName::URI(uri) => Some(*uri),
-            _ => None,
-        })
-        .collect();
+    let uris = crate::identity::uri_sans(cert).map_err(|_| SanError::Der)?;
     match uris.as_slice() {
         [] => Err(SanError::NoUri),
         [uri] => uri.parse().map_err(SanError::NotSpiffe),

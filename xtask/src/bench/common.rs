@@ -1,16 +1,16 @@
 //! Pieces every sandbox benchmark needs, whatever its paths: keeping a failed client run as a
-//! finding, picking the median run, ratios that survive a missing figure, and noticing other
-//! sandboxes competing for the CPUs.
+//! finding, picking the median run, ratios that survive a missing figure, noticing other
+//! sandboxes competing for the CPUs, and the cells and closing sections of the tables.
 //!
-//! `bench tunnel` uses these; `bench redirect` still has private copies in `redirect.rs` and
-//! `summary.rs` that can move here.
+//! Both `bench redirect` and `bench tunnel` use these.
 
+use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use ambit_e2e::sandbox::addressing::fabric_netns;
 use ambit_e2e::sandbox::PREFIX;
 
-use super::summary::Attempt;
+use super::summary::{Attempt, Latency, Throughput};
 
 /// Where `ip netns` keeps named network namespaces.
 const NETNS_DIR: &str = "/run/netns";
@@ -113,4 +113,66 @@ pub fn runs<T>(attempts: &[Attempt<T>], show: impl Fn(&T) -> String) -> String {
         })
         .collect::<Vec<_>>()
         .join("  ")
+}
+
+/// Every rr run on one line, as `p50/p99` in µs.
+pub fn latency_runs(attempts: &[Attempt<Latency>]) -> String {
+    runs(attempts, |l| format!("{:.1}/{:.1}", l.p50_us, l.p99_us))
+}
+
+/// Every bulk run on one line, in Gbit/s.
+pub fn throughput_runs(attempts: &[Attempt<Throughput>]) -> String {
+    runs(attempts, |t| format!("{:.2}", t.gbit_per_s))
+}
+
+/// One line of a table's `targets:` section.
+pub struct TargetRow<'a> {
+    pub pass: bool,
+    pub description: &'a str,
+    /// The measured figure as shown, or why there is none.
+    pub measured: String,
+}
+
+/// One line of a table's `route checks:` section.
+pub struct RouteRow<'a> {
+    /// `(a)`, `(b)`, …
+    pub tag: &'a str,
+    pub ok: bool,
+    pub findings: &'a [String],
+}
+
+/// The end of every benchmark's table: the targets with their verdicts, the route checks, the
+/// result line and the warnings.
+pub fn write_verdicts<'a>(
+    out: &mut String,
+    targets: &[TargetRow],
+    routes: impl IntoIterator<Item = RouteRow<'a>>,
+    warnings: &[String],
+) -> fmt::Result {
+    writeln!(out, "targets:")?;
+    for t in targets {
+        let verdict = if t.pass { "PASS" } else { "FAIL" };
+        writeln!(out, "  {verdict}  {}: {}", t.description, t.measured)?;
+    }
+    writeln!(out)?;
+    writeln!(out, "route checks:")?;
+    for r in routes {
+        let verdict = if r.ok { "ok  " } else { "WARN" };
+        writeln!(out, "  {verdict}  {}  {}", r.tag, r.findings.join("; "))?;
+    }
+    writeln!(out)?;
+    let missed = targets.iter().filter(|t| !t.pass).count();
+    if missed == 0 {
+        writeln!(out, "result: all {} targets met", targets.len())?;
+    } else {
+        writeln!(
+            out,
+            "result: {missed} of {} targets MISSED (a measurement: the exit status stays 0)",
+            targets.len()
+        )?;
+    }
+    for w in warnings {
+        writeln!(out, "WARNING: {w}")?;
+    }
+    Ok(())
 }

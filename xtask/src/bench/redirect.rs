@@ -19,12 +19,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use ambit_e2e::cluster::MeshCluster;
-use ambit_e2e::sandbox::addressing::fabric_netns;
-use ambit_e2e::sandbox::PREFIX;
 use ambit_e2e::testapp::{parse_report, BulkReport, RrReport, ECHO_PORT, SINK_PORT, WHOAMI_PORT};
 use ambit_e2e::{Pod, Process};
 use anyhow::{bail, Context, Result};
 
+use super::common::{attempt, other_sandboxes};
 use super::route::{Route, RouteCounters};
 use super::summary::{
     self, Attempt, ByPath, DataPath, Latency, Measured, Method, PathMeasurement, Summary,
@@ -42,8 +41,6 @@ const MESH_NS: &str = "mesh";
 const PLAIN_NS: &str = "plain";
 const RELAY_NODE: &str = "node1";
 const FASTPATH_NODE: &str = "node2";
-/// Where `ip netns` keeps named network namespaces.
-const NETNS_DIR: &str = "/run/netns";
 
 /// One path's endpoints.
 struct Lane {
@@ -275,16 +272,7 @@ impl Bench {
 
     /// Sandboxes of other processes (tests running meanwhile), which compete for the CPUs.
     fn other_sandboxes(&self) -> Vec<String> {
-        let mine = fabric_netns(self.mesh.sb.name());
-        let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| name.starts_with(PREFIX) && *name != mine)
-            .filter_map(|name| name.strip_suffix("-fabric").map(String::from))
-            .collect()
+        other_sandboxes(self.mesh.sb.name())
     }
 
     /// Stops the agents gracefully; the sandbox's drop removes the rest.
@@ -294,15 +282,5 @@ impl Bench {
                 eprintln!("bench redirect: stopping the agent on {node}: {e:#}");
             }
         }
-    }
-}
-
-/// A client that failed is a finding about the path: kept, with its error chain on one line.
-fn attempt<T>(result: Result<T>) -> Attempt<T> {
-    match result {
-        Ok(figures) => Attempt::Measured(figures),
-        Err(e) => Attempt::Failed {
-            error: format!("{e:#}"),
-        },
     }
 }

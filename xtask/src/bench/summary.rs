@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::common::{errors, failures, median_by, other_sandboxes_warning, ratio};
 use super::route::{self, Route};
 
 /// (c) p50 latency may be at most this multiple of direct.
@@ -108,22 +109,6 @@ pub enum Attempt<T> {
     Failed { error: String },
 }
 
-impl<T> Attempt<T> {
-    fn measured(&self) -> Option<&T> {
-        match self {
-            Attempt::Measured(figures) => Some(figures),
-            Attempt::Failed { .. } => None,
-        }
-    }
-
-    fn error(&self) -> Option<&str> {
-        match self {
-            Attempt::Measured(_) => None,
-            Attempt::Failed { error } => Some(error),
-        }
-    }
-}
-
 /// An `rr` run: request/response round trips on one connection.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Latency {
@@ -161,16 +146,10 @@ impl Measured {
         let direct = &self.paths.direct;
         let first_error = |errors: Vec<&str>| errors.first().map(|e| e.to_string());
         if median_by(&direct.latency, |l| l.p50_us).is_none() {
-            return first_error(direct.latency.iter().filter_map(Attempt::error).collect());
+            return first_error(errors(&direct.latency));
         }
         if median_by(&direct.throughput, |t| t.gbit_per_s).is_none() {
-            return first_error(
-                direct
-                    .throughput
-                    .iter()
-                    .filter_map(Attempt::error)
-                    .collect(),
-            );
+            return first_error(errors(&direct.throughput));
         }
         None
     }
@@ -235,8 +214,8 @@ pub fn summarize(measured: Measured) -> Summary {
     let figures = ByPath::from_fn(|path| {
         let measurement = paths.get(path);
         let (lat, thr) = (latency(path), throughput(path));
-        warnings.extend(failures(path, "rr", &measurement.latency));
-        warnings.extend(failures(path, "bulk", &measurement.throughput));
+        warnings.extend(failures(path.tag(), "rr", &measurement.latency));
+        warnings.extend(failures(path.tag(), "bulk", &measurement.throughput));
         let check = route::check(path, &measurement.route);
         warnings.extend(check.warnings.iter().cloned());
         PathFigures {
@@ -257,13 +236,7 @@ pub fn summarize(measured: Measured) -> Summary {
             route_findings: check.notes.into_iter().chain(check.warnings).collect(),
         }
     });
-    if !other_sandboxes.is_empty() {
-        warnings.push(format!(
-            "other sandboxes were live during the measurements ({}): tests running meanwhile \
-             share the CPUs, so these figures are noisier than usual",
-            other_sandboxes.join(", ")
-        ));
-    }
+    warnings.extend(other_sandboxes_warning(&other_sandboxes));
     let targets = targets(&figures.fastpath);
     Summary {
         benchmark: "redirect",
@@ -295,38 +268,6 @@ fn targets(fastpath: &PathFigures) -> Vec<Target> {
             pass: throughput.is_some_and(|r| r >= FASTPATH_THROUGHPUT_FLOOR),
         },
     ]
-}
-
-fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
-    Some(value? / base?)
-}
-
-/// Of the successful runs, the one in the middle when sorted by `key` (the upper middle for
-/// an even count); `None` when every run failed.
-fn median_by<T: Copy>(attempts: &[Attempt<T>], key: impl Fn(&T) -> f64) -> Option<T> {
-    let mut measured: Vec<T> = attempts
-        .iter()
-        .filter_map(Attempt::measured)
-        .copied()
-        .collect();
-    measured.sort_by(|a, b| key(a).total_cmp(&key(b)));
-    measured.get(measured.len() / 2).copied()
-}
-
-/// A warning naming how many runs of a kind failed and the first error.
-fn failures<T>(path: DataPath, kind: &str, attempts: &[Attempt<T>]) -> Option<String> {
-    let errors: Vec<&str> = attempts.iter().filter_map(Attempt::error).collect();
-    let first = errors.first()?;
-    let (failed, total) = (errors.len(), attempts.len());
-    let consequence = if failed == total {
-        "no figure".to_string()
-    } else {
-        format!("the median is of the other {}", total - failed)
-    };
-    Some(format!(
-        "{} {kind} failed in {failed} of {total} runs ({consequence}): {first}",
-        path.tag()
-    ))
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 
 use std::fmt::{self, Write as _};
 
-use super::summary::{Attempt, DataPath, Summary};
+use super::common::{cell, latency_runs, throughput_runs, write_verdicts, RouteRow, TargetRow};
+use super::summary::{DataPath, Summary};
 
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();
@@ -58,66 +59,30 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
     writeln!(out, "all runs (p50 µs / p99 µs, then Gbit/s):")?;
     for path in DataPath::ALL {
         let f = s.paths.get(path);
-        let latency = runs(&f.latency_runs, |l| {
-            format!("{:.1}/{:.1}", l.p50_us, l.p99_us)
-        });
-        let throughput = runs(&f.throughput_runs, |t| format!("{:.2}", t.gbit_per_s));
+        let latency = latency_runs(&f.latency_runs);
+        let throughput = throughput_runs(&f.throughput_runs);
         writeln!(out, "  {}  {latency:<36} {throughput}", path.tag())?;
     }
     writeln!(out)?;
-    writeln!(out, "targets:")?;
-    for t in &s.targets {
-        let verdict = if t.pass { "PASS" } else { "FAIL" };
-        let measured = match t.ratio {
-            Some(r) => format!("{r:.2}×"),
-            None => "no figure, every run failed".into(),
-        };
-        writeln!(out, "  {verdict}  {}: {measured}", t.description)?;
-    }
-    writeln!(out)?;
-    writeln!(out, "route checks:")?;
-    for path in DataPath::ALL {
-        let f = s.paths.get(path);
-        let verdict = if f.route_ok { "ok  " } else { "WARN" };
-        writeln!(
-            out,
-            "  {verdict}  {}  {}",
-            path.tag(),
-            f.route_findings.join("; ")
-        )?;
-    }
-    writeln!(out)?;
-    let missed = s.targets.iter().filter(|t| !t.pass).count();
-    if missed == 0 {
-        writeln!(out, "result: all {} targets met", s.targets.len())?;
-    } else {
-        writeln!(
-            out,
-            "result: {missed} of {} targets MISSED (a measurement: the exit status stays 0)",
-            s.targets.len()
-        )?;
-    }
-    for w in &s.warnings {
-        writeln!(out, "WARNING: {w}")?;
-    }
-    Ok(())
-}
-
-/// A figure with `decimals`, or `failed` when every run of its kind failed.
-fn cell(value: Option<f64>, decimals: usize) -> String {
-    match value {
-        Some(v) => format!("{v:.decimals$}"),
-        None => "failed".into(),
-    }
-}
-
-fn runs<T>(attempts: &[Attempt<T>], show: impl Fn(&T) -> String) -> String {
-    attempts
+    let targets: Vec<TargetRow> = s
+        .targets
         .iter()
-        .map(|a| match a {
-            Attempt::Measured(figures) => show(figures),
-            Attempt::Failed { .. } => "failed".into(),
+        .map(|t| TargetRow {
+            pass: t.pass,
+            description: &t.description,
+            measured: match t.ratio {
+                Some(r) => format!("{r:.2}×"),
+                None => "no figure, every run failed".into(),
+            },
         })
-        .collect::<Vec<_>>()
-        .join("  ")
+        .collect();
+    let routes = DataPath::ALL.map(|path| {
+        let f = s.paths.get(path);
+        RouteRow {
+            tag: path.tag(),
+            ok: f.route_ok,
+            findings: &f.route_findings,
+        }
+    });
+    write_verdicts(out, &targets, routes, &s.warnings)
 }

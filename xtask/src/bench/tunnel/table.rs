@@ -2,7 +2,9 @@
 
 use std::fmt::{self, Write as _};
 
-use super::super::common::{cell, runs};
+use super::super::common::{
+    cell, latency_runs, runs, throughput_runs, write_verdicts, RouteRow, TargetRow,
+};
 use super::summary::{AgentRss, CrossPath, Summary};
 
 pub fn render(s: &Summary) -> String {
@@ -73,10 +75,8 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
     )?;
     for path in CrossPath::ALL {
         let f = s.paths.get(path);
-        let latency = runs(&f.latency_runs, |l| {
-            format!("{:.1}/{:.1}", l.p50_us, l.p99_us)
-        });
-        let throughput = runs(&f.throughput_runs, |t| format!("{:.2}", t.gbit_per_s));
+        let latency = latency_runs(&f.latency_runs);
+        let throughput = throughput_runs(&f.throughput_runs);
         let connect = runs(&f.connect_runs, |c| format!("{:.0}", c.conns_per_s));
         writeln!(
             out,
@@ -97,43 +97,28 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
         startup(CrossPath::Tunnel)
     )?;
     writeln!(out)?;
-    writeln!(out, "targets:")?;
-    for t in &s.targets {
-        let verdict = if t.pass { "PASS" } else { "FAIL" };
-        let measured = match t.value {
-            Some(v) if t.unit == "×" => format!("{v:.2}×"),
-            Some(v) => format!("{v:.1} {}", t.unit),
-            None => "no figure".into(),
-        };
-        writeln!(out, "  {verdict}  {}: {measured}", t.description)?;
-    }
-    writeln!(out)?;
-    writeln!(out, "route checks:")?;
-    for path in CrossPath::ALL {
+    let targets: Vec<TargetRow> = s
+        .targets
+        .iter()
+        .map(|t| TargetRow {
+            pass: t.pass,
+            description: &t.description,
+            measured: match t.value {
+                Some(v) if t.unit == "×" => format!("{v:.2}×"),
+                Some(v) => format!("{v:.1} {}", t.unit),
+                None => "no figure".into(),
+            },
+        })
+        .collect();
+    let routes = CrossPath::ALL.map(|path| {
         let f = s.paths.get(path);
-        let verdict = if f.route_ok { "ok  " } else { "WARN" };
-        writeln!(
-            out,
-            "  {verdict}  {}  {}",
-            path.tag(),
-            f.route_findings.join("; ")
-        )?;
-    }
-    writeln!(out)?;
-    let missed = s.targets.iter().filter(|t| !t.pass).count();
-    if missed == 0 {
-        writeln!(out, "result: all {} targets met", s.targets.len())?;
-    } else {
-        writeln!(
-            out,
-            "result: {missed} of {} targets MISSED (a measurement: the exit status stays 0)",
-            s.targets.len()
-        )?;
-    }
-    for w in &s.warnings {
-        writeln!(out, "WARNING: {w}")?;
-    }
-    Ok(())
+        RouteRow {
+            tag: path.tag(),
+            ok: f.route_ok,
+            findings: &f.route_findings,
+        }
+    });
+    write_verdicts(out, &targets, routes, &s.warnings)
 }
 
 fn write_rss(out: &mut String, node: &str, rss: &AgentRss) -> fmt::Result {

@@ -30,35 +30,73 @@ const CERTIFICATES_WAIT: Duration = Duration::from_secs(10);
 /// after its config entry (sandbox not created yet) or vanish (pod deleted).
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
-pub struct RunSpec {
-    pub node: String,
-    pub config: PathBuf,
-    pub cgroup: PathBuf,
-    pub bpffs: PathBuf,
-    pub agent_ip: Option<IpAddr>,
-    pub outbound_port: u16,
-    pub fastpath: bool,
-    pub kernel_log_level: u8,
-    pub ready_file: Option<PathBuf>,
-    pub max_connections: Option<u32>,
-    /// Prometheus metrics port (0 disables it).
-    pub metrics_port: u16,
-    /// Readiness port (0 disables it).
-    pub readiness_port: u16,
-    /// The mesh CA and the node credentials to authenticate to it; without them mesh hops
-    /// are relayed in plaintext (logged loudly).
-    pub ca_addr: Option<SocketAddr>,
-    pub identity_dir: Option<PathBuf>,
-    pub hbone_port: u16,
-    /// Lifetime to ask for SVIDs (tests exercise rotation with short ones); CA default if None.
-    pub svid_ttl: Option<Duration>,
+/// `ambit-node run`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// This node's name, as in the config's `nodes` (also names the pin directory).
+    #[arg(long, env = "AMBIT_NODE_NAME")]
+    node: String,
+    /// Mesh config file (YAML); reloaded when it changes or on SIGHUP.
+    #[arg(long, env = "AMBIT_CONFIG")]
+    config: PathBuf,
+    /// The pods' cgroup v2 subtree to attach to; it must also contain the agent.
+    /// Default: <cgroup2 mount>/kubepods.slice or <cgroup2 mount>/kubepods.
+    #[arg(long, env = "AMBIT_CGROUP")]
+    cgroup: Option<PathBuf>,
+    #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
+    bpffs: PathBuf,
+    /// The agent's address as pods reach it. Default: the node's address in the config.
+    #[arg(long, env = "AMBIT_AGENT_IP")]
+    agent_ip: Option<IpAddr>,
+    #[arg(long, default_value_t = 15001)]
+    outbound_port: u16,
+    /// Join same-node sockets socket-to-socket with sk_msg (off by default: an application
+    /// socket in the SOCKHASH gets the kernel's sockmap receive path, where a blocking
+    /// read() can return EAGAIN while another thread writes the same socket; epoll-driven
+    /// applications are unaffected). See README, "Same-node fast path".
+    #[arg(long)]
+    fastpath: bool,
+    /// Forward the kernel programs' debug log (costly; for debugging only).
+    #[arg(long)]
+    kernel_debug_log: bool,
+    /// Write this file once the agent serves (a readiness signal for scripts).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Bound on redirected connections per node (live plus connecting). Past it, new
+    /// connects from enrolled pods fail (EPERM) and `orig_dst_map_full` counts them;
+    /// the mesh is never bypassed. Applies when the maps are first created.
+    #[arg(long)]
+    max_connections: Option<u32>,
+    /// Prometheus metrics (GET /metrics); 0 disables.
+    #[arg(long, default_value_t = 15020)]
+    metrics_port: u16,
+    /// Readiness (GET /healthz/ready); 0 disables.
+    #[arg(long, default_value_t = 15021)]
+    readiness_port: u16,
+    /// The mesh CA (ambit-controller serve). With --identity-dir, mesh connections are
+    /// carried over mTLS (HBONE); without, they are relayed in plaintext.
+    #[arg(long, env = "AMBIT_CA_ADDR", requires = "identity_dir")]
+    ca_addr: Option<std::net::SocketAddr>,
+    /// This node's credentials for the CA: node.pem, node-key.pem, root.pem
+    /// (ambit-controller issue-node-cert).
+    #[arg(long, env = "AMBIT_IDENTITY_DIR", requires = "ca_addr")]
+    identity_dir: Option<PathBuf>,
+    /// HBONE (mTLS HTTP/2 CONNECT) listener for other agents.
+    #[arg(long, default_value_t = 15008)]
+    hbone_port: u16,
+    /// Lifetime of workload certificates to ask the CA for, in seconds (default: the CA's).
+    #[arg(long)]
+    svid_ttl_secs: Option<u64>,
 }
 
-pub async fn run(spec: RunSpec) -> Result<()> {
+pub async fn run(spec: RunArgs) -> Result<()> {
+    let cgroup = match &spec.cgroup {
+        Some(cgroup) => cgroup.clone(),
+        None => default_cgroup()?,
+    };
     let checks = preflight::run(&preflight::PreflightSpec {
         bpffs: spec.bpffs.clone(),
-        cgroup: Some(spec.cgroup.clone()),
+        cgroup: Some(cgroup.clone()),
     });
     let failed = preflight::failures(&checks);
     if !failed.is_empty() {
@@ -80,18 +118,23 @@ pub async fn run(spec: RunSpec) -> Result<()> {
 
     let redirect = redirect::load(&RedirectSpec {
         pin_dir: pin_dir(&spec.bpffs, &spec.node),
-        cgroup: spec.cgroup.clone(),
+        cgroup,
         agent_ip4,
         agent_ip6,
         agent_netns_cookie: netns::current_cookie().context("reading the agent's netns cookie")?,
         outbound_port: spec.outbound_port,
         fastpath: spec.fastpath,
-        kernel_log_level: spec.kernel_log_level,
+        kernel_log_level: if spec.kernel_debug_log { 4 } else { 0 },
         max_connections: spec.max_connections,
     })?;
     let identities = match (spec.ca_addr, &spec.identity_dir) {
         (Some(ca), Some(dir)) => {
-            let ids = Identities::start(ca, dir, model.trust_domain(), spec.svid_ttl)?;
+            let ids = Identities::start(
+                ca,
+                dir,
+                model.trust_domain(),
+                spec.svid_ttl_secs.map(Duration::from_secs),
+            )?;
             ids.follow(&model, &spec.node);
             Some(Arc::new(ids))
         }
@@ -148,6 +191,7 @@ pub async fn run(spec: RunSpec) -> Result<()> {
     let outbound = Arc::new(Outbound {
         node: spec.node.clone(),
         maps: Arc::clone(&maps),
+        names: enroller.names(),
         model: model_rx.clone(),
         fastpath: spec.fastpath,
         stats: Arc::clone(&stats),
@@ -160,6 +204,7 @@ pub async fn run(spec: RunSpec) -> Result<()> {
     }
     let observed = Arc::new(metrics::Observed {
         maps: Arc::clone(&maps),
+        enrolled: enroller.names(),
         outbound: Arc::clone(&stats),
         config: Arc::clone(&source),
         hbone_server,
@@ -279,7 +324,7 @@ fn reconcile(
 }
 
 /// The agent's addresses as pods reach it: `--agent-ip` or the node's address in the config.
-fn agent_addresses(spec: &RunSpec, model: &Model) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
+fn agent_addresses(spec: &RunArgs, model: &Model) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
     let ip = match spec.agent_ip {
         Some(ip) => ip,
         None => match model.node(&spec.node) {
@@ -370,4 +415,21 @@ fn spawn_kernel_log(ebpf: &mut aya::Ebpf) {
             guard.clear_ready();
         }
     });
+}
+
+/// The kubelet's pod cgroup: `kubepods.slice` (systemd driver) or `kubepods` (cgroupfs).
+fn default_cgroup() -> Result<PathBuf> {
+    let Some(mount) = preflight::cgroup2_mount() else {
+        bail!("no cgroup v2 mount found; pass --cgroup (run `ambit-node preflight`)");
+    };
+    for name in ["kubepods.slice", "kubepods"] {
+        let dir = mount.join(name);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+    }
+    bail!(
+        "no kubepods cgroup under {}; pass --cgroup with the pods' cgroup subtree",
+        mount.display()
+    )
 }

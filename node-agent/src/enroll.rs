@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use ambit_common::EnrolledNetns;
 use ambit_mesh::model::Model;
@@ -34,9 +35,37 @@ pub struct EnrollReport {
 pub struct Enroller {
     /// (path, device, inode) of a netns file -> its cookie.
     cookies: HashMap<(PathBuf, u64, u64), u64>,
+    /// What the last reconcile wrote into ENROLLED_NETNS, for readers on the connection path.
+    names: Arc<EnrolledNames>,
+}
+
+/// netns cookie -> `namespace/name` of the enrolled workloads, as last written to the kernel.
+///
+/// The proxy names each connection's origin from here: an in-memory read, where asking the
+/// kernel map would cost a syscall and a lock shared with the enroller per connection.
+#[derive(Debug, Default)]
+pub struct EnrolledNames(RwLock<BTreeMap<u64, String>>);
+
+impl EnrolledNames {
+    pub fn name_of(&self, netns_cookie: u64) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&netns_cookie)
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 impl Enroller {
+    /// The names this enroller publishes after each reconcile.
+    pub fn names(&self) -> Arc<EnrolledNames> {
+        Arc::clone(&self.names)
+    }
+
     pub fn reconcile(
         &mut self,
         maps: &KernelMaps,
@@ -88,6 +117,7 @@ impl Enroller {
                 report.added += 1;
             }
         }
+        *self.names.0.write().unwrap_or_else(|e| e.into_inner()) = desired.clone();
         report.enrolled = desired;
         Ok(report)
     }

@@ -122,15 +122,6 @@ impl KernelMaps {
             })
             .collect()
     }
-
-    /// Where the workload of a netns cookie is named, if enrolled.
-    pub fn workload_of(&self, netns_cookie: u64) -> Option<String> {
-        let enrolled = self.enrolled.lock().ok()?;
-        enrolled
-            .get(&netns_cookie, 0)
-            .ok()
-            .map(|e| e.name().to_string())
-    }
 }
 
 /// `/sys/fs/bpf/ambit/<node>`.

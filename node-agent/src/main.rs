@@ -16,7 +16,6 @@ mod records;
 mod redirect;
 mod relay;
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,62 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load and attach the redirect, enroll this node's mesh pods, proxy their connections.
-    Run {
-        /// This node's name, as in the config's `nodes` (also names the pin directory).
-        #[arg(long, env = "AMBIT_NODE_NAME")]
-        node: String,
-        /// Mesh config file (YAML); reloaded when it changes or on SIGHUP.
-        #[arg(long, env = "AMBIT_CONFIG")]
-        config: PathBuf,
-        /// The pods' cgroup v2 subtree to attach to; it must also contain the agent.
-        /// Default: <cgroup2 mount>/kubepods.slice or <cgroup2 mount>/kubepods.
-        #[arg(long, env = "AMBIT_CGROUP")]
-        cgroup: Option<PathBuf>,
-        #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
-        bpffs: PathBuf,
-        /// The agent's address as pods reach it. Default: the node's address in the config.
-        #[arg(long, env = "AMBIT_AGENT_IP")]
-        agent_ip: Option<IpAddr>,
-        #[arg(long, default_value_t = 15001)]
-        outbound_port: u16,
-        /// Join same-node sockets socket-to-socket with sk_msg (off by default: an application
-        /// socket in the SOCKHASH gets the kernel's sockmap receive path, where a blocking
-        /// read() can return EAGAIN while another thread writes the same socket; epoll-driven
-        /// applications are unaffected). See README, "Same-node fast path".
-        #[arg(long)]
-        fastpath: bool,
-        /// Forward the kernel programs' debug log (costly; for debugging only).
-        #[arg(long)]
-        kernel_debug_log: bool,
-        /// Write this file once the agent serves (a readiness signal for scripts).
-        #[arg(long)]
-        ready_file: Option<PathBuf>,
-        /// Bound on redirected connections per node (live plus connecting). Past it, new
-        /// connects from enrolled pods fail (EPERM) and `orig_dst_map_full` counts them;
-        /// the mesh is never bypassed. Applies when the maps are first created.
-        #[arg(long)]
-        max_connections: Option<u32>,
-        /// Prometheus metrics (GET /metrics); 0 disables.
-        #[arg(long, default_value_t = 15020)]
-        metrics_port: u16,
-        /// Readiness (GET /healthz/ready); 0 disables.
-        #[arg(long, default_value_t = 15021)]
-        readiness_port: u16,
-        /// The mesh CA (ambit-controller serve). With --identity-dir, mesh connections are
-        /// carried over mTLS (HBONE); without, they are relayed in plaintext.
-        #[arg(long, env = "AMBIT_CA_ADDR", requires = "identity_dir")]
-        ca_addr: Option<std::net::SocketAddr>,
-        /// This node's credentials for the CA: node.pem, node-key.pem, root.pem
-        /// (ambit-controller issue-node-cert).
-        #[arg(long, env = "AMBIT_IDENTITY_DIR", requires = "ca_addr")]
-        identity_dir: Option<PathBuf>,
-        /// HBONE (mTLS HTTP/2 CONNECT) listener for other agents.
-        #[arg(long, default_value_t = 15008)]
-        hbone_port: u16,
-        /// Lifetime of workload certificates to ask the CA for, in seconds (default: the CA's).
-        #[arg(long)]
-        svid_ttl_secs: Option<u64>,
-    },
+    Run(app::RunArgs),
     /// Check that this node can run the redirect; print what is missing and how to fix it.
     Preflight {
         #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
@@ -140,52 +84,13 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run {
-            node,
-            config,
-            cgroup,
-            bpffs,
-            agent_ip,
-            outbound_port,
-            fastpath,
-            kernel_debug_log,
-            ready_file,
-            max_connections,
-            metrics_port,
-            readiness_port,
-            ca_addr,
-            identity_dir,
-            hbone_port,
-            svid_ttl_secs,
-        } => {
-            let cgroup = match cgroup {
-                Some(c) => c,
-                None => default_cgroup()?,
-            };
-            let spec = app::RunSpec {
-                node,
-                config,
-                cgroup,
-                bpffs,
-                agent_ip,
-                outbound_port,
-                fastpath,
-                kernel_log_level: if kernel_debug_log { 4 } else { 0 },
-                ready_file,
-                max_connections,
-                metrics_port,
-                readiness_port,
-                ca_addr,
-                identity_dir,
-                hbone_port,
-                svid_ttl: svid_ttl_secs.map(std::time::Duration::from_secs),
-            };
+        Command::Run(args) => {
             raise_open_files_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(app::run(spec))?;
+            runtime.block_on(app::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Preflight {
@@ -256,21 +161,4 @@ fn raise_open_files_limit() {
             }
         }
     }
-}
-
-/// The kubelet's pod cgroup: `kubepods.slice` (systemd driver) or `kubepods` (cgroupfs).
-fn default_cgroup() -> Result<PathBuf> {
-    let Some(mount) = preflight::cgroup2_mount() else {
-        bail!("no cgroup v2 mount found; pass --cgroup (run `ambit-node preflight`)");
-    };
-    for name in ["kubepods.slice", "kubepods"] {
-        let dir = mount.join(name);
-        if dir.is_dir() {
-            return Ok(dir);
-        }
-    }
-    bail!(
-        "no kubepods cgroup under {}; pass --cgroup with the pods' cgroup subtree",
-        mount.display()
-    )
 }

@@ -16,12 +16,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 use ambit_mesh::hbone::{PoolStats, ServerStats};
 
+use crate::enroll::EnrolledNames;
 use crate::kernel_maps::KernelMaps;
 use crate::outbound::OutboundStats;
 
 /// What the endpoints read.
 pub struct Observed {
     pub maps: Arc<KernelMaps>,
+    pub enrolled: Arc<EnrolledNames>,
     pub outbound: Arc<OutboundStats>,
     pub config: Arc<FileSource>,
     /// The tunnel's two sides, when a CA is configured.
@@ -113,12 +115,7 @@ pub fn render(o: &Observed) -> String {
         "gauge",
         "Network namespaces enrolled on this node.",
     );
-    let enrolled = o
-        .maps
-        .enrolled
-        .lock()
-        .map(|m| m.keys().count())
-        .unwrap_or(0);
+    let enrolled = o.enrolled.len();
     let _ = writeln!(out, "ambit_enrolled_workloads {enrolled}");
     if let Some(h) = &o.hbone_server {
         family(

@@ -26,6 +26,7 @@ pub use balance::OpenConnections;
 use plan::{HboneHop, OutboundPlan};
 pub use tunnel::Tunnel;
 
+use crate::enroll::EnrolledNames;
 use crate::kernel_maps::KernelMaps;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +50,8 @@ pub struct OutboundStats {
 pub struct Outbound {
     pub node: String,
     pub maps: Arc<KernelMaps>,
+    /// Names of enrolled netns, published by the enroller.
+    pub names: Arc<EnrolledNames>,
     pub model: watch::Receiver<Arc<Model>>,
     pub fastpath: bool,
     pub stats: Arc<OutboundStats>,
@@ -148,8 +151,8 @@ impl Outbound {
         };
         let dialled = orig.socket_addr();
         let origin = self
-            .maps
-            .workload_of(orig.netns_cookie)
+            .names
+            .name_of(orig.netns_cookie)
             .unwrap_or_else(|| format!("netns:{}", orig.netns_cookie));
         let hop = match self.next_hop(&origin, dialled) {
             Ok(hop) => hop,

@@ -90,7 +90,9 @@ pub struct FaultAbort {
 
 /// Parses a Gateway API (GEP-2257) duration such as `"1h30m"` or `"250ms"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let parsed: gateway_api::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    let parsed = text
+        .parse::<gateway_api::Duration>()
+        .map_err(|e| e.to_string())?;
     Ok(Duration::from_nanos(
         u64::try_from(parsed.as_nanos()).map_err(|_| format!("duration {text} is too long"))?,
     ))

@@ -157,11 +157,16 @@ struct Entry {
     rule: Arc<Rule>,
 }
 
+struct TcpEntry {
+    port: Option<u16>,
+    rule: Arc<TcpRule>,
+}
+
 /// Every accepted route, by parent Service.
 #[derive(Default)]
 pub struct RouteTable {
     http: HashMap<ServiceName, Vec<Entry>>,
-    tcp: HashMap<ServiceName, Vec<(Option<u16>, Arc<TcpRule>)>>,
+    tcp: HashMap<ServiceName, Vec<TcpEntry>>,
 }
 
 impl RouteTable {
@@ -198,8 +203,8 @@ impl RouteTable {
         self.tcp
             .get(&dest.service)?
             .iter()
-            .find(|(port, _)| port.is_none_or(|p| p == dest.port))
-            .map(|(_, rule)| rule.clone())
+            .find(|e| e.port.is_none_or(|p| p == dest.port))
+            .map(|e| e.rule.clone())
     }
 }
 
@@ -231,8 +236,7 @@ pub fn build(
 ) -> (RouteTable, Vec<RouteVerdict>, LastGood) {
     let mut verdicts = Vec::new();
     let mut last_good = LastGood::default();
-    let mut http_entries: Vec<(SortKey, Option<u16>, ServiceName, RequestMatch, Arc<Rule>)> =
-        Vec::new();
+    let mut http_entries: Vec<(SortKey, ServiceName, Entry)> = Vec::new();
     for route in http {
         let id = RouteId::of(&route.metadata);
         let (compiled, verdict) =
@@ -254,18 +258,19 @@ pub fn build(
                     rule: rule.index,
                     match_index,
                 };
-                http_entries.push((key, *port, service.clone(), matcher.clone(), rule.clone()));
+                let entry = Entry {
+                    port: *port,
+                    matcher: matcher.clone(),
+                    rule: rule.clone(),
+                };
+                http_entries.push((key, service.clone(), entry));
             }
         }
     }
     http_entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut table = RouteTable::default();
-    for (_, port, service, matcher, rule) in http_entries {
-        table.http.entry(service).or_default().push(Entry {
-            port,
-            matcher,
-            rule,
-        });
+    for (_, service, entry) in http_entries {
+        table.http.entry(service).or_default().push(entry);
     }
 
     let mut tcp_rules = Vec::new();
@@ -291,7 +296,11 @@ pub fn build(
     }
     tcp_rules.sort_by(|a, b| a.0.cmp(&b.0));
     for (_, service, port, rule) in tcp_rules {
-        table.tcp.entry(service).or_default().push((port, rule));
+        table
+            .tcp
+            .entry(service)
+            .or_default()
+            .push(TcpEntry { port, rule });
     }
     (table, verdicts, last_good)
 }

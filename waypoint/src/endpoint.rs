@@ -1,7 +1,8 @@
 //! The last step: HTTP/1.1 or HTTP/2 to the chosen endpoint over a [`Connector`] stream.
 //!
-//! Connections are pooled per endpoint by hyper-util's client. The backend gets HTTP/2 when
-//! the port's `appProtocol` says so or when the caller spoke HTTP/2 (gRPC), else HTTP/1.1.
+//! Connections are pooled per endpoint by hyper-util's client. The backend port's
+//! `appProtocol` picks HTTP/1.1 (`http`) or HTTP/2 (`http2`, `grpc`, `kubernetes.io/h2c`);
+//! without one the backend gets the caller's version, so gRPC stays HTTP/2.
 //! An HTTP/1.1 Upgrade (WebSocket) is forwarded, and once both sides answered 101 the two
 //! upgraded streams are joined byte for byte.
 
@@ -71,7 +72,11 @@ impl Service<Request<Body>> for Endpoint {
             };
             *request.uri_mut() = uri;
             let h2 = !upgrade
-                && (target.protocol == PortProtocol::Http2 || request.version() == Version::HTTP_2);
+                && match target.protocol {
+                    PortProtocol::Http2 => true,
+                    PortProtocol::Http1 => false,
+                    _ => request.version() == Version::HTTP_2,
+                };
             *request.version_mut() = if h2 {
                 Version::HTTP_2
             } else {

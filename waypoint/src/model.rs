@@ -37,8 +37,11 @@ impl fmt::Display for ServiceName {
 /// How the waypoint serves a Service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortProtocol {
-    /// HTTP/1.1 or HTTP/2, detected per connection; backends get the caller's version.
+    /// No `appProtocol`: HTTP/1.1 or HTTP/2, detected per connection; backends get the
+    /// caller's version.
     Http,
+    /// `appProtocol` `http` or `kubernetes.io/ws`: backends always get HTTP/1.1.
+    Http1,
     /// HTTP/2 without TLS (`appProtocol` `http2`, `grpc` or `kubernetes.io/h2c`): backends
     /// always get HTTP/2.
     Http2,

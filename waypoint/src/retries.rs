@@ -246,3 +246,46 @@ impl http_body::Body for Replay {
         self.data.is_none() && self.trailers.is_none()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget() -> RetryBudget {
+        RetryBudget::new(RetryBudgetConfig {
+            ratio: 0.2,
+            min_per_second: 1,
+            window: Duration::from_secs(10),
+        })
+    }
+
+    fn withdrawals(budget: &RetryBudget) -> usize {
+        std::iter::from_fn(|| budget.try_withdraw().then_some(()))
+            .take(10_000)
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_allows_a_ratio_of_requests_plus_a_minimum() {
+        let budget = budget();
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!(withdrawals(&budget), 30, "20 % of 100 plus 1/s over 10 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_refills_as_the_window_slides() {
+        let budget = budget();
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!(withdrawals(&budget), 30);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(
+            withdrawals(&budget),
+            10,
+            "old requests and retries left the window"
+        );
+    }
+}

@@ -115,3 +115,6 @@ where
 pub fn call(service: HttpService, request: Request<Body>) -> HttpFuture {
     Box::pin(tower::ServiceExt::oneshot(service, request))
 }
+
+#[cfg(test)]
+mod tests;

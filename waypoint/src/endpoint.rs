@@ -62,6 +62,13 @@ impl Service<Request<Body>> for Endpoint {
             let upgrade = is_upgrade(request.headers()) && request.version() == Version::HTTP_11;
             let downstream = upgrade.then(|| hyper::upgrade::on(&mut request));
             strip_hop_by_hop(request.headers_mut(), upgrade);
+            // An HTTP/2 caller names the host only in `:authority`, which the endpoint
+            // address is about to replace: keep it as `Host`.
+            if let Some(authority) = request.uri().authority().cloned() {
+                if let Ok(host) = header::HeaderValue::from_str(authority.as_str()) {
+                    request.headers_mut().entry(header::HOST).or_insert(host);
+                }
+            }
             let path = request
                 .uri()
                 .path_and_query()

@@ -28,6 +28,7 @@ async fn streaming_backend(name: &'static str, go: Arc<Notify>) -> Backend {
         let go = go.clone();
         Box::pin(async move {
             let version = request.version();
+            let host = request.headers().get("host").cloned();
             let got = request
                 .into_body()
                 .collect()
@@ -50,6 +51,10 @@ async fn streaming_backend(name: &'static str, go: Arc<Notify>) -> Backend {
             Response::builder()
                 .header("content-type", "application/grpc")
                 .header("x-backend-version", format!("{version:?}"))
+                .header(
+                    "x-backend-host",
+                    host.unwrap_or_else(|| "-".parse().expect("value")),
+                )
                 .body(body::boxed(ChannelBody(rx)))
                 .expect("response")
         })

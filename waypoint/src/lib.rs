@@ -235,3 +235,18 @@ impl Waypoint {
             .map_err(|source| ServeError::Http { peer, source })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_accepted() {
+        let config: Config =
+            serde_yaml::from_str(include_str!("../config.example.yaml")).expect("example parses");
+        let waypoint = Waypoint::new(Arc::new(TcpConnector::default()), Settings::default());
+        let verdicts = waypoint.apply(&config);
+        assert_eq!(verdicts.len(), 1);
+        assert!(verdicts.iter().all(|v| v.accepted), "{verdicts:?}");
+    }
+}

@@ -8,6 +8,7 @@
 //!   so in an outage retries add at most `ratio` of the load plus `min_per_second`.
 //! - a retry waits at least `backoff`, doubling per retry (capped at 10 × backoff), plus
 //!   up to 25 % jitter.
+//! - budgets belong to compiled rules: a config swap starts every rule with a fresh one.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -218,3 +218,73 @@ pub fn request_host<B>(request: &Request<B>) -> Option<String> {
         None => raw,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, host: &str) -> Request<()> {
+        Request::get(uri)
+            .header(HOST, host)
+            .body(())
+            .expect("request")
+    }
+
+    #[test]
+    fn redirect_swaps_scheme_host_and_path_and_keeps_the_query() {
+        let redirect = Redirect {
+            scheme: Some("https".into()),
+            hostname: None,
+            port: Some(443),
+            path: Some(PathModifier::ReplacePrefixMatch("/new".into())),
+            status: StatusCode::MOVED_PERMANENTLY,
+        };
+        let response = redirect.response(&request("/old/a?b=1", "shop.example:8080"), Some("/old"));
+        assert_eq!(response.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(
+            response.headers()[LOCATION],
+            "https://shop.example/new/a?b=1"
+        );
+        let other_port = Redirect {
+            port: Some(8443),
+            ..redirect
+        };
+        let response = other_port.response(&request("/old", "shop.example"), Some("/old"));
+        assert_eq!(
+            response.headers()[LOCATION],
+            "https://shop.example:8443/new"
+        );
+    }
+
+    #[test]
+    fn request_host_drops_the_port_and_keeps_ipv6_brackets() {
+        assert_eq!(
+            request_host(&request("/", "shop:80")).as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            request_host(&request("/", "[::1]:80")).as_deref(),
+            Some("[::1]")
+        );
+        assert_eq!(request_host(&request("/", "shop")).as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn header_modifier_sets_then_adds_then_removes() {
+        let modifier = HeaderModifier::compile(
+            [("x-a", "set")],
+            [("x-a", "added"), ("x-b", "b")],
+            &["x-c".to_owned()],
+        )
+        .expect("valid");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("old"));
+        headers.insert("x-c", HeaderValue::from_static("gone"));
+        modifier.apply(&mut headers);
+        let a: Vec<_> = headers.get_all("x-a").iter().collect();
+        assert_eq!(a, ["set", "added"]);
+        assert_eq!(headers["x-b"], "b");
+        assert!(!headers.contains_key("x-c"));
+        assert!(HeaderModifier::compile([("bad name", "v")], [], &[]).is_err());
+    }
+}

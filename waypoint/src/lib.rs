@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::experimental::tcproutes::TcpRoute;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -229,7 +229,12 @@ impl Waypoint {
                     Ok::<_, Infallible>(response)
                 }
             });
-        auto::Builder::new(TokioExecutor::new())
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // The timers bound how long a caller may take to send request headers (HTTP/1.1,
+        // 30 s by default) and drive HTTP/2 keepalive.
+        builder.http1().timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new());
+        builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .await
             .map_err(|source| ServeError::Http { peer, source })

@@ -128,7 +128,8 @@ pub struct Destination {
     pub port: u16,
 }
 
-/// Who opened the connection, as the tunnel proved it.
+/// Who opened the connection, as the tunnel proved it. Every request carries it in its
+/// extensions for L7 authorization; it is not forwarded to backends yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The tunnel's peer (later: the source node agent).

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod demo;
 mod ebpf_build;
+mod gen_crds;
 mod inspect;
 mod setup;
 mod shell;
@@ -50,6 +51,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write the CRDs generated from mesh/src/api into deploy/crds and the Helm chart.
+    GenCrds,
     /// Sandbox maintenance.
     Sandbox {
         #[command(subcommand)]
@@ -80,6 +83,7 @@ fn main() -> Result<()> {
         Command::Demo { keep } => demo::run(keep),
         Command::Bench { which } => bench::run(which),
         Command::Inspect { args } => inspect::run(&args),
+        Command::GenCrds => gen_crds::run(),
         Command::Sandbox {
             action: SandboxAction::Down,
         } => {

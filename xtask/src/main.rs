@@ -6,6 +6,7 @@ mod build;
 mod demo;
 mod ebpf_build;
 mod gen_crds;
+mod gen_manifests;
 mod inspect;
 mod setup;
 mod shell;
@@ -53,6 +54,8 @@ enum Command {
     },
     /// Write the CRDs generated from mesh/src/api into deploy/crds and the Helm chart.
     GenCrds,
+    /// Render deploy/manifests/base from the Helm chart (deploy/helm/ambit).
+    GenManifests,
     /// Sandbox maintenance.
     Sandbox {
         #[command(subcommand)]
@@ -84,6 +87,7 @@ fn main() -> Result<()> {
         Command::Bench { which } => bench::run(which),
         Command::Inspect { args } => inspect::run(&args),
         Command::GenCrds => gen_crds::run(),
+        Command::GenManifests => gen_manifests::run(),
         Command::Sandbox {
             action: SandboxAction::Down,
         } => {

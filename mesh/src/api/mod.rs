@@ -31,10 +31,42 @@ pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         .into_iter()
         .map(|crd| {
             let name = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
-            Ok((
-                name,
-                format!("{GENERATED_HEADER}{}", serde_yaml::to_string(&crd)?),
-            ))
+            let mut value = serde_yaml::to_value(&crd)?;
+            integral_numbers_as_integers(&mut value);
+            let text = serde_yaml::to_string(&value)?;
+            Ok((name, format!("{GENERATED_HEADER}{text}")))
         })
         .collect()
+}
+
+/// schemars writes bounds as floats (`minimum: 1.0`); write whole numbers as integers, as
+/// the API server and kubectl print them back.
+fn integral_numbers_as_integers(value: &mut serde_yaml::Value) {
+    use serde_yaml::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                if (i64::MIN as f64..=i64::MAX as f64).contains(&f) {
+                    *n = (f as i64).into();
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Mapping(fields) => fields
+            .iter_mut()
+            .for_each(|(_, v)| integral_numbers_as_integers(v)),
+        Value::Tagged(tagged) => integral_numbers_as_integers(&mut tagged.value),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crd_bounds_are_written_as_integers() {
+        let files = super::crd_files().expect("serializing the CRDs");
+        let (_, text) = &files[0];
+        assert!(text.contains("minimum: 1\n"), "{text}");
+        assert!(!text.contains("minimum: 1.0"), "{text}");
+    }
 }

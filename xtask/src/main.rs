@@ -25,7 +25,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Install everything this machine needs to build and test Ambit (idempotent).
-    Setup,
+    Setup {
+        /// Only what building needs (Debian packages, bpf-linker): for container builds.
+        #[arg(long)]
+        toolchain_only: bool,
+    },
     /// Build the kernel programs (ebpf/) with Debian's Rust toolchain.
     BuildEbpf,
     /// Build every binary in release mode.
@@ -72,7 +76,13 @@ enum SandboxAction {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Setup => setup::run(),
+        Command::Setup { toolchain_only } => {
+            if toolchain_only {
+                setup::run_toolchain_only()
+            } else {
+                setup::run()
+            }
+        }
         Command::BuildEbpf => {
             setup::ensure()?;
             build::ebpf()?;

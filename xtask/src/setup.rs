@@ -74,6 +74,17 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// `setup --toolchain-only`: only what building the binaries needs (the Debian packages and
+/// bpf-linker); no bpffs mount and no test tools, so it runs in a container build.
+pub fn run_toolchain_only() -> Result<()> {
+    if !is_root() {
+        bail!("setup installs Debian packages: run it as root");
+    }
+    install_toolchain()?;
+    eprintln!("xtask: toolchain setup complete");
+    Ok(())
+}
+
 fn run_setup() -> Result<()> {
     if !is_root() {
         bail!("setup installs Debian packages and mounts bpffs: run it as root");
@@ -84,6 +95,12 @@ fn run_setup() -> Result<()> {
     } else {
         eprintln!("xtask: bpffs already mounted at /sys/fs/bpf");
     }
+    install_toolchain()?;
+    install_deploy_tools()
+}
+
+/// The Debian packages and bpf-linker.
+fn install_toolchain() -> Result<()> {
     let packages = missing_packages();
     if packages.is_empty() {
         eprintln!("xtask: Debian packages already installed");
@@ -117,7 +134,7 @@ fn run_setup() -> Result<()> {
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
         )?;
     }
-    install_deploy_tools()
+    Ok(())
 }
 
 /// kubectl and the pinned Python packages the deploy tests need.

@@ -59,22 +59,38 @@ pub fn python() -> Command {
     Command::new(std::env::var_os("AMBIT_PYTHON").unwrap_or_else(|| "python3".into()))
 }
 
-/// Runs `cmd` and returns its stdout; `missing` names the setup step when it cannot start.
+/// Runs `cmd` and returns its stdout; `missing` names the setup step, for when the program or
+/// a Python module is not installed.
 pub fn output(cmd: &mut Command, missing: &str) -> Result<String> {
-    let described = format!("{cmd:?}");
+    // Long arguments (the inline Python) would drown the message.
+    let described = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.len() > 80 {
+                "…".to_string()
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("{missing} (starting {described})"))?;
+        .with_context(|| format!("{missing} (starting `{described}`)"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
+        if stderr.contains("No module named") {
+            bail!("{missing}: `{described}` says: {}", stderr.trim());
+        }
         bail!(
-            "{described} failed ({}):\n{}{}",
+            "`{described}` failed ({}):\n{}{stderr}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
         );
     }
-    String::from_utf8(out.stdout).with_context(|| format!("{described} printed non-UTF-8"))
+    String::from_utf8(out.stdout).with_context(|| format!("`{described}` printed non-UTF-8"))
 }
 
 /// The chart rendered with `values`: file name (`node-agent.yaml`) → YAML, empty files left out.

@@ -38,6 +38,18 @@ values = helm_python.values_from_yaml(open(sys.argv[2]).read())
 print(json.dumps(chart.render(values, name=sys.argv[3], namespace=sys.argv[4])))
 "#;
 
+/// Lints the chart as `helm lint --strict` does: prints the report as JSON.
+const LINT_PY: &str = r#"
+import json, sys
+try:
+    import helm_python
+except ImportError:
+    sys.exit("helm-python-sdk is not installed: run `cargo xtask setup`")
+values = helm_python.values_from_yaml(open(sys.argv[2]).read())
+print(json.dumps(helm_python.lint(sys.argv[1], values, strict=True, namespace=sys.argv[3],
+                                  kube_version="v" + sys.argv[4])))
+"#;
+
 /// `<workspace>/deploy`.
 pub fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -120,6 +132,34 @@ pub fn render_chart(values: &Path) -> Result<BTreeMap<String, String>> {
         }
     }
     Ok(files)
+}
+
+/// `helm lint --strict` findings for the chart with `values`, as `path: message`, warnings
+/// and errors only (severity 2 and 3; "icon is recommended" is information).
+pub fn lint_chart(values: &Path) -> Result<Vec<String>> {
+    let json = output(
+        python()
+            .arg("-c")
+            .arg(LINT_PY)
+            .arg(chart_dir())
+            .arg(values)
+            .args([NAMESPACE, KUBERNETES_VERSION]),
+        "python3 with helm-python-sdk is needed: run `cargo xtask setup`",
+    )?;
+    let report: serde_json::Value =
+        serde_json::from_str(&json).context("reading the lint report")?;
+    let mut findings: Vec<String> = report["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e.to_string())
+        .collect();
+    for message in report["messages"].as_array().into_iter().flatten() {
+        if message["severity"].as_u64().unwrap_or(3) >= 2 {
+            findings.push(format!("{}: {}", message["path"], message["error"]));
+        }
+    }
+    Ok(findings)
 }
 
 /// The CRD files (`deploy/crds/*.yaml`): name → text.

@@ -354,6 +354,21 @@ fn waypoint_template_validates_once_filled_in() {
 }
 
 #[test]
+fn chart_passes_helm_lint_strict_with_every_overlays_values() {
+    for overlay in deploy::overlays().expect("listing the overlays") {
+        let values = deploy::manifests_dir().join(format!("values/{overlay}.yaml"));
+        eprintln!("helm lint --strict with {}", values.display());
+        let findings = deploy::lint_chart(&values).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            findings.is_empty(),
+            "helm lint with {}:\n  {}",
+            values.display(),
+            findings.join("\n  ")
+        );
+    }
+}
+
+#[test]
 fn plain_manifests_are_the_chart_rendered() {
     let expected = deploy::base_files().unwrap_or_else(|e| panic!("rendering the chart: {e:#}"));
     let base = deploy::manifests_dir().join("base");

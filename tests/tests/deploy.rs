@@ -227,6 +227,30 @@ const GRANTS: &[(&str, &str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Flags the manifests pass that the binaries do not have yet, and what provides them. When a
+/// binary gains one, `manifests_use_only_flags_the_binaries_have` fails until it leaves here.
+const PENDING_FLAGS: &[(&str, &str, &str, &str)] = &[
+    // (binary, subcommand, flag, what it is waiting for)
+    (
+        "ambit-node",
+        "run",
+        "--config-source",
+        "the Kubernetes config source (today: --config FILE)",
+    ),
+    (
+        "ambit-node",
+        "run",
+        "--ca-token-file",
+        "CA authentication by service-account token (today: --identity-dir)",
+    ),
+    (
+        "ambit-controller",
+        "serve",
+        "--config-source",
+        "the Kubernetes config source (today: --config FILE)",
+    ),
+];
+
 /// Runs `kubectl kustomize` on an overlay.
 fn kustomize(overlay: &str) -> String {
     let dir = deploy::manifests_dir().join("overlays").join(overlay);
@@ -631,6 +655,82 @@ fn every_rbac_grant_has_a_reason() {
             "overlay {overlay}: GRANTS explains what nothing grants: {unused:#?}"
         );
     }
+}
+
+/// `<binary> <subcommand> --help`.
+fn help(binary: &str, subcommand: &str) -> String {
+    let path = ambit_e2e::binary(binary).unwrap_or_else(|e| panic!("{e:#}"));
+    output(
+        Command::new(&path).args([subcommand, "--help"]),
+        "the binary is needed",
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+#[test]
+fn manifests_use_only_flags_the_binaries_have() {
+    let objects = by_key(&kustomize("default"));
+    let mut checked = 0;
+    for object in objects.values() {
+        let containers = object["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for container in containers {
+            let image = container["image"].as_str().unwrap_or_default();
+            let binary = image
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            let args: Vec<&str> = container["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let Some((subcommand, flags)) = args.split_first() else {
+                continue;
+            };
+            eprintln!("{binary} {subcommand}: {} flags", flags.len());
+            let help = help(binary, subcommand);
+            for flag in flags {
+                let name = flag.split('=').next().unwrap_or_default();
+                let pending = PENDING_FLAGS
+                    .iter()
+                    .any(|(b, s, f, _)| (*b, *s, *f) == (binary, *subcommand, name));
+                let has = help
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .any(|w| w == name);
+                assert!(
+                    !(has && pending),
+                    "{binary} {subcommand} has {name} now: remove it from PENDING_FLAGS"
+                );
+                assert!(
+                    has || pending,
+                    "{} passes {name}, which `{binary} {subcommand}` does not have:\n{help}",
+                    object_key(object)
+                );
+                checked += 1;
+            }
+            for env in container["env"].as_array().into_iter().flatten() {
+                let name = env["name"].as_str().unwrap_or_default();
+                if name.starts_with("AMBIT_") {
+                    assert!(
+                        help.contains(&format!("[env: {name}")),
+                        "{binary} {subcommand} does not read {name}:\n{help}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 0, "no flags found in the manifests");
+    eprintln!(
+        "the preStop hook runs `ambit-node unload`, which must find the node in the environment"
+    );
+    assert!(help("ambit-node", "unload").contains("[env: AMBIT_NODE_NAME"));
 }
 
 #[test]

@@ -476,6 +476,16 @@ fn chart_passes_helm_lint_strict_with_every_overlays_values() {
 }
 
 #[test]
+fn a_misspelt_value_is_refused_by_the_chart() {
+    let values = TempFile::new("typo-values.yaml", "nodeAgent:\n  privilged: true\n");
+    let e = deploy::render_chart(&values.0).expect_err("values.schema.json refuses unknown keys");
+    assert!(
+        format!("{e:#}").contains("'privilged' not allowed"),
+        "{e:#}"
+    );
+}
+
+#[test]
 fn plain_manifests_are_the_chart_rendered() {
     let expected = deploy::base_files().unwrap_or_else(|e| panic!("rendering the chart: {e:#}"));
     let base = deploy::manifests_dir().join("base");

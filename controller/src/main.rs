@@ -1,4 +1,5 @@
-//! `ambit-controller`, the control plane: the mesh CA (`init-ca`, `issue-node-cert`, `serve`).
+//! `ambit-controller`, the control plane: the mesh CA (`init-ca`, `issue-node-cert`, `serve`),
+//! and `crds`, which prints the CRDs generated from `ambit_mesh::api`.
 //!
 //! A process of its own, so that the CA's signing key never sits on a node (see README.md).
 
@@ -53,6 +54,13 @@ enum Command {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
+    /// Print Ambit's CRDs as YAML, or write one file per CRD into each --out-dir
+    /// (maintenance: `cargo xtask gen-crds` runs it).
+    #[command(hide = true)]
+    Crds {
+        #[arg(long)]
+        out_dir: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,5 +109,23 @@ fn dispatch(command: Command) -> Result<()> {
                 ready_file,
             }))
         }
+        Command::Crds { out_dir } => crds(&out_dir),
     }
+}
+
+fn crds(out_dirs: &[PathBuf]) -> Result<()> {
+    let files = ambit_mesh::api::crd_files().context("serializing the CRDs")?;
+    if out_dirs.is_empty() {
+        let docs: Vec<&str> = files.iter().map(|(_, text)| text.as_str()).collect();
+        print!("{}", docs.join("---\n"));
+    }
+    for dir in out_dirs {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in &files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
 }

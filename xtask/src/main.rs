@@ -5,6 +5,8 @@ mod bench;
 mod build;
 mod demo;
 mod ebpf_build;
+mod gen_crds;
+mod gen_manifests;
 mod inspect;
 mod setup;
 mod shell;
@@ -23,7 +25,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Install everything this machine needs to build and test Ambit (idempotent).
-    Setup,
+    Setup {
+        /// Only what building needs (Debian packages, bpf-linker): for container builds.
+        #[arg(long)]
+        toolchain_only: bool,
+    },
     /// Build the kernel programs (ebpf/) with Debian's Rust toolchain.
     BuildEbpf,
     /// Build every binary in release mode.
@@ -50,6 +56,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write the CRDs generated from mesh/src/api into deploy/crds and the Helm chart.
+    GenCrds,
+    /// Render deploy/manifests/base from the Helm chart (deploy/helm/ambit).
+    GenManifests,
     /// Sandbox maintenance.
     Sandbox {
         #[command(subcommand)]
@@ -66,7 +76,13 @@ enum SandboxAction {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Setup => setup::run(),
+        Command::Setup { toolchain_only } => {
+            if toolchain_only {
+                setup::run_toolchain_only()
+            } else {
+                setup::run()
+            }
+        }
         Command::BuildEbpf => {
             setup::ensure()?;
             build::ebpf()?;
@@ -80,6 +96,8 @@ fn main() -> Result<()> {
         Command::Demo { keep } => demo::run(keep),
         Command::Bench { which } => bench::run(which),
         Command::Inspect { args } => inspect::run(&args),
+        Command::GenCrds => gen_crds::run(),
+        Command::GenManifests => gen_manifests::run(),
         Command::Sandbox {
             action: SandboxAction::Down,
         } => {

@@ -1,5 +1,6 @@
 //! `cargo xtask setup`: installs, idempotently, what a fresh machine needs to build and test
-//! Ambit (see ../shared/EBPF-TOOLCHAIN.md for why each piece is there).
+//! Ambit (see ../shared/EBPF-TOOLCHAIN.md for why each piece is there), and the tools the
+//! deploy tests use (deploy/README.md).
 
 use std::process::Command;
 
@@ -25,6 +26,17 @@ pub const PACKAGES: &[&str] = &[
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// Python packages the deploy tests and `gen-manifests` use, pinned: Helm's engine as a
+/// library (no helm binary is packaged where these machines reach) and the Kubernetes schemas.
+pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ambit_e2e::deploy::HELM_SDK,
+    ambit_e2e::deploy::KUBERNETES_VALIDATE,
+];
+
+/// Debian's kubectl (1.20), for `kubectl kustomize` in the deploy tests; installed only when
+/// no kubectl is on PATH (a newer one from another package would clash with it).
+pub const KUBECTL_PACKAGE: &str = "kubernetes-client";
+
 /// What is missing, without installing anything.
 pub fn missing() -> Vec<String> {
     let mut missing: Vec<String> = missing_packages()
@@ -36,6 +48,12 @@ pub fn missing() -> Vec<String> {
     }
     if !bpffs_mounted() {
         missing.push("bpffs at /sys/fs/bpf".into());
+    }
+    if !kubectl_ok() {
+        missing.push(format!("kubectl (package {KUBECTL_PACKAGE})"));
+    }
+    for (name, version) in missing_python_packages() {
+        missing.push(format!("Python package {name}=={version}"));
     }
     missing
 }
@@ -56,6 +74,17 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// `setup --toolchain-only`: only what building the binaries needs (the Debian packages and
+/// bpf-linker); no bpffs mount and no test tools, so it runs in a container build.
+pub fn run_toolchain_only() -> Result<()> {
+    if !is_root() {
+        bail!("setup installs Debian packages: run it as root");
+    }
+    install_toolchain()?;
+    eprintln!("xtask: toolchain setup complete");
+    Ok(())
+}
+
 fn run_setup() -> Result<()> {
     if !is_root() {
         bail!("setup installs Debian packages and mounts bpffs: run it as root");
@@ -66,6 +95,12 @@ fn run_setup() -> Result<()> {
     } else {
         eprintln!("xtask: bpffs already mounted at /sys/fs/bpf");
     }
+    install_toolchain()?;
+    install_deploy_tools()
+}
+
+/// The Debian packages and bpf-linker.
+fn install_toolchain() -> Result<()> {
     let packages = missing_packages();
     if packages.is_empty() {
         eprintln!("xtask: Debian packages already installed");
@@ -100,6 +135,69 @@ fn run_setup() -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// kubectl and the pinned Python packages the deploy tests need.
+fn install_deploy_tools() -> Result<()> {
+    if kubectl_ok() {
+        eprintln!("xtask: kubectl already installed");
+    } else {
+        eprintln!("xtask: installing Debian's {KUBECTL_PACKAGE} (kubectl)");
+        shell::run(
+            Command::new("apt-get")
+                .args(["update", "-qq"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        shell::run(
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    KUBECTL_PACKAGE,
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    let python = missing_python_packages();
+    if python.is_empty() {
+        eprintln!("xtask: Python packages already installed");
+    } else {
+        let pins: Vec<String> = python.iter().map(|(n, v)| format!("{n}=={v}")).collect();
+        eprintln!("xtask: installing Python packages: {}", pins.join(" "));
+        shell::run(
+            ambit_e2e::deploy::python()
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--root-user-action=ignore",
+                ])
+                .args(&pins),
+        )?;
+    }
+    Ok(())
+}
+
+fn kubectl_ok() -> bool {
+    probe(Command::new("kubectl").args(["version", "--client"]))
+}
+
+/// Pinned Python packages that are absent or at another version.
+fn missing_python_packages() -> Vec<(&'static str, &'static str)> {
+    PYTHON_PACKAGES
+        .iter()
+        .copied()
+        .filter(|(name, version)| {
+            let out = ambit_e2e::deploy::python()
+                .args(["-c", "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))", name])
+                .output();
+            !matches!(out, Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == *version)
+        })
+        .collect()
 }
 
 fn missing_packages() -> Vec<&'static str> {

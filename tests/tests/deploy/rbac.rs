@@ -1,0 +1,117 @@
+//! Every RBAC grant has a reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ambit_e2e::deploy::{self, object_key};
+use serde_json::Value;
+
+use crate::{by_key, kustomize};
+
+/// Every permission Ambit's ServiceAccounts get, and why. A grant missing here fails
+/// `every_rbac_grant_has_a_reason`; so does a line here that nothing grants.
+#[rustfmt::skip]
+const GRANTS: &[(&str, &str, &str, &str, &str)] = &[
+    // (service account, API group, resource, verbs, reason)
+    ("ambit-node", "", "namespaces", "get list watch", "enrollment: the namespace's ambit.dev/dataplane-mode label"),
+    ("ambit-node", "", "pods", "get list watch", "the workloads on this node: IPs, service account, opt-out label"),
+    ("ambit-node", "", "services", "get list watch", "service VIPs and ports to resolve redirected connects"),
+    ("ambit-node", "discovery.k8s.io", "endpointslices", "get list watch", "a service's endpoints for load balancing"),
+    ("ambit-node", "gateway.networking.k8s.io", "gateways", "get list watch", "which services have a waypoint"),
+    ("ambit-node", "gateway.networking.k8s.io", "httproutes", "get list watch", "routes the waypoint applies"),
+    ("ambit-node", "gateway.networking.k8s.io", "grpcroutes", "get list watch", "routes the waypoint applies"),
+    ("ambit-node", "ambit.dev", "trafficpolicies", "get list watch", "outlier detection, limits, faults for the waypoint"),
+    ("ambit-node", "gateway.networking.k8s.io", "httproutes/status", "patch", "report a rejected route as a condition"),
+    ("ambit-node", "gateway.networking.k8s.io", "grpcroutes/status", "patch", "report a rejected route as a condition"),
+    ("ambit-node", "ambit.dev", "trafficpolicies/status", "patch", "report a rejected policy as a condition"),
+    ("ambit-controller", "authentication.k8s.io", "tokenreviews", "create", "authenticate a node agent by its service-account token"),
+    ("ambit-controller", "", "pods", "get list", "sign a workload's certificate only for the node its pod runs on"),
+];
+
+/// (service account, API group, resource, verb) granted by the RBAC objects in `objects`.
+fn grants(objects: &BTreeMap<String, Value>) -> BTreeSet<(String, String, String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let mut granted = BTreeSet::new();
+    for binding in objects.values() {
+        let kind = text(&binding["kind"]);
+        if kind != "ClusterRoleBinding" && kind != "RoleBinding" {
+            continue;
+        }
+        let role_key = format!(
+            "{} {}/{}",
+            text(&binding["roleRef"]["kind"]),
+            if text(&binding["roleRef"]["kind"]) == "Role" {
+                text(&binding["metadata"]["namespace"])
+            } else {
+                String::new()
+            },
+            text(&binding["roleRef"]["name"])
+        );
+        let role = objects.get(&role_key).unwrap_or_else(|| {
+            panic!(
+                "{} binds {role_key}, which is not installed",
+                object_key(binding)
+            )
+        });
+        for subject in list(&binding["subjects"]) {
+            assert_eq!(
+                text(&subject["kind"]),
+                "ServiceAccount",
+                "{}: only service accounts are bound",
+                object_key(binding)
+            );
+            for rule in list(&role["rules"]) {
+                assert!(
+                    rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
+                    "{role_key}: extend this test for {rule}"
+                );
+                for group in list(&rule["apiGroups"]) {
+                    for resource in list(&rule["resources"]) {
+                        for verb in list(&rule["verbs"]) {
+                            granted.insert((
+                                text(&subject["name"]),
+                                text(&group),
+                                text(&resource),
+                                text(&verb),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    granted
+}
+
+#[test]
+fn every_rbac_grant_has_a_reason() {
+    for overlay in deploy::overlays().expect("listing the overlays") {
+        let granted = grants(&by_key(&kustomize(&overlay)));
+        let explained: BTreeSet<_> = GRANTS
+            .iter()
+            .flat_map(|(sa, group, resource, verbs, why)| {
+                verbs
+                    .split(' ')
+                    .map(move |verb| (sa, group, resource, verb, why))
+            })
+            .map(|(sa, group, resource, verb, _)| {
+                (
+                    sa.to_string(),
+                    group.to_string(),
+                    resource.to_string(),
+                    verb.to_string(),
+                )
+            })
+            .collect();
+        let unexplained: Vec<_> = granted.difference(&explained).collect();
+        assert!(
+            unexplained.is_empty(),
+            "overlay {overlay} grants (service account, group, resource, verb) with no reason in GRANTS; add one or drop the grant: {unexplained:#?}"
+        );
+        let unused: Vec<_> = explained.difference(&granted).collect();
+        assert!(
+            unused.is_empty(),
+            "overlay {overlay}: GRANTS explains what nothing grants: {unused:#?}"
+        );
+    }
+}

@@ -81,14 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let identity = WaypointIdentity::new(id, roots);
     match args.ca_addr {
         None => {
-            hbone::watch_files(identity.clone(), args.identity_dir.clone(), POLL).with_context(
-                || {
-                    format!(
-                        "loading the waypoint's SVID from {}",
-                        args.identity_dir.display()
-                    )
-                },
-            )?;
+            hbone::watch_files(identity.clone(), args.identity_dir.clone(), POLL);
         }
         Some(ca) => from_ca(&identity, ca, &args.identity_dir)?,
     }

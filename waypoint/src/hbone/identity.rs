@@ -198,14 +198,14 @@ pub fn read_svid(dir: &Path) -> Result<Svid, IdentityError> {
     })
 }
 
-/// Installs the SVID in `dir` now, then again whenever its files change (checked every
-/// `interval`). Returns the first load's error; later failures are logged and keep the
-/// previous SVID.
+/// Installs the SVID in `dir` now if it is there, then whenever its files change (checked
+/// every `interval`). A failed load is logged and retried at the next change; until one
+/// succeeds the waypoint holds no SVID (not ready), afterwards the previous SVID stays.
 pub fn watch_files(
     identity: Arc<WaypointIdentity>,
     dir: PathBuf,
     interval: Duration,
-) -> Result<tokio::task::JoinHandle<()>, IdentityError> {
+) -> tokio::task::JoinHandle<()> {
     let stamp = |dir: &Path| {
         [SVID_CERT, SVID_KEY].map(|name| {
             std::fs::metadata(dir.join(name))
@@ -213,26 +213,26 @@ pub fn watch_files(
                 .ok()
         })
     };
-    let mut last = stamp(&dir);
-    identity.install(&read_svid(&dir)?)?;
-    tracing::info!(id = %identity.id(), dir = %dir.display(), "waypoint SVID loaded");
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
+        let mut last = None;
         loop {
-            tokio::time::sleep(interval).await;
             let now = stamp(&dir);
-            if now == last {
-                continue;
+            if last.as_ref() != Some(&now) {
+                last = Some(now);
+                match read_svid(&dir).and_then(|svid| identity.install(&svid)) {
+                    Ok(()) => {
+                        tracing::info!(id = %identity.id(), dir = %dir.display(), "waypoint SVID loaded")
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %error_chain(&e),
+                        ready = identity.is_ready(),
+                        "waypoint SVID not loaded; retried when its files change"
+                    ),
+                }
             }
-            last = now;
-            match read_svid(&dir).and_then(|svid| identity.install(&svid)) {
-                Ok(()) => tracing::info!(id = %identity.id(), "waypoint SVID renewed"),
-                Err(e) => tracing::warn!(
-                    error = %error_chain(&e),
-                    "waypoint SVID not reloaded; the previous one stays in use"
-                ),
-            }
+            tokio::time::sleep(interval).await;
         }
-    }))
+    })
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

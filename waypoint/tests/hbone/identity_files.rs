@@ -2,19 +2,16 @@
 
 use std::time::Duration;
 
-use ambit_waypoint::hbone::{watch_files, WaypointIdentity, SVID_CERT, SVID_KEY};
+use ambit_waypoint::hbone::{watch_files, IdentityError, WaypointIdentity};
 
 use crate::support::*;
 
-fn write_svid(dir: &std::path::Path, chain_pem: &str, svid: &ambit_mesh::identity::Svid) {
-    let key = rcgen::KeyPair::try_from(&svid.key).expect("key");
-    for (name, text) in [
-        (SVID_CERT, chain_pem.to_string()),
-        (SVID_KEY, key.serialize_pem()),
-    ] {
-        let tmp = dir.join(format!("{name}.tmp"));
-        std::fs::write(&tmp, text).expect("write");
-        std::fs::rename(&tmp, dir.join(name)).expect("rename");
+/// Polls `done` for up to five seconds.
+async fn wait_for(done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "SVID not picked up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -27,10 +24,13 @@ async fn svid_files_are_loaded_and_renewed_but_never_for_another_identity() {
 
     let (first, pem) = signed(&ca.ca, WAYPOINT_ID);
     write_svid(&dir, &pem, &first);
-    let task = watch_files(identity.clone(), dir.clone(), Duration::from_millis(20))
-        .expect("the SVID loads");
-    let loaded = identity.certified_key().expect("ready");
-    assert_eq!(loaded.cert[0], first.chain[0]);
+    let task = watch_files(identity.clone(), dir.clone(), Duration::from_millis(20));
+    wait_for(|| {
+        identity
+            .certified_key()
+            .is_some_and(|k| k.cert[0] == first.chain[0])
+    })
+    .await;
 
     // Two files are replaced one after the other; the watcher may see a half-written pair,
     // which it refuses (key and chain disagree) and retries on the next change.
@@ -47,6 +47,10 @@ async fn svid_files_are_loaded_and_renewed_but_never_for_another_identity() {
     }
 
     let (other, pem) = signed(&ca.ca, "spiffe://cluster.local/ns/shop/sa/reviews-v1");
+    assert!(matches!(
+        identity.install(&other),
+        Err(IdentityError::WrongIdentity { .. })
+    ));
     write_svid(&dir, &pem, &other);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(

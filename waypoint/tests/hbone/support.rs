@@ -35,7 +35,7 @@ pub const V2_POD: &str = "10.10.1.6:9080";
 
 /// One node (the stand-in agent on 127.0.0.1); reviews v1 and v2 run there with their own
 /// service accounts; `reviews` selects both, `reviews-v1`/`reviews-v2` one each.
-const MESH: &str = "
+pub const MESH: &str = "
 trustDomain: cluster.local
 nodes:
   - {name: n1, address: 127.0.0.1}
@@ -52,7 +52,7 @@ services:
 ";
 
 /// `x-version: v2` goes to reviews-v2, everything else to reviews-v1.
-const ROUTES: &str = "
+pub const ROUTES: &str = "
 - apiVersion: gateway.networking.k8s.io/v1
   kind: HTTPRoute
   metadata: {name: reviews, namespace: shop}
@@ -304,4 +304,18 @@ pub async fn get(
         .expect("body")
         .to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Writes an SVID as the waypoint reads it: chain and key PEM, each file replaced whole.
+pub fn write_svid(dir: &std::path::Path, chain_pem: &str, svid: &Svid) {
+    use ambit_waypoint::hbone::{SVID_CERT, SVID_KEY};
+    let key = rcgen::KeyPair::try_from(&svid.key).expect("key");
+    for (name, text) in [
+        (SVID_CERT, chain_pem.to_string()),
+        (SVID_KEY, key.serialize_pem()),
+    ] {
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, dir.join(name)).expect("rename");
+    }
 }

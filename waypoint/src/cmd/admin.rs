@@ -8,12 +8,17 @@ use ambit_waypoint::{body, Waypoint};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-pub async fn serve_metrics(waypoint: Arc<Waypoint>, listen: SocketAddr) {
+/// The engine's metrics, then `more()` (e.g. the HBONE counters).
+pub async fn serve_metrics(
+    waypoint: Arc<Waypoint>,
+    more: impl Fn() -> String + Send + Sync + 'static,
+    listen: SocketAddr,
+) {
     serve(listen, "metrics", move |path| {
         if path == "/metrics" {
             http::Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
-                .body(body::full(waypoint.metrics().render()))
+                .body(body::full(waypoint.metrics().render() + &more()))
         } else {
             http::Response::builder().status(404).body(body::empty())
         }

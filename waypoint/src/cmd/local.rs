@@ -45,7 +45,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
     load(&waypoint, &args.config)?;
     tokio::spawn(reload(waypoint.clone(), args.config.clone()));
-    tokio::spawn(admin::serve_metrics(waypoint.clone(), args.metrics_listen));
+    tokio::spawn(admin::serve_metrics(
+        waypoint.clone(),
+        String::new,
+        args.metrics_listen,
+    ));
     let destination = Destination {
         service: ServiceName::new(namespace, name),
         port: args.port,

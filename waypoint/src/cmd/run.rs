@@ -91,6 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         identity.roots(),
         identity.cert_source(),
     );
+    let pool_stats = pool.stats();
     let connector = HboneConnector::new(pool, identity.clone(), models.clone())
         .with_hbone_port(args.node_hbone_port);
     let waypoint = Arc::new(Waypoint::new(Arc::new(connector), Default::default()));
@@ -101,7 +102,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.routes.clone(),
         routes_loaded.clone(),
     ));
-    tokio::spawn(admin::serve_metrics(waypoint.clone(), args.metrics));
     let ready_identity = identity.clone();
     tokio::spawn(admin::serve_readiness(
         move || ready_identity.is_ready() && routes_loaded.load(Ordering::Relaxed),
@@ -109,12 +109,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     let front = Front {
-        waypoint,
+        waypoint: waypoint.clone(),
         model: models,
         namespace: args.namespace.clone(),
     };
     let server = hbone::server(&identity, front, ServerSettings::default())
         .context("building the HBONE server's TLS configuration")?;
+    let server_stats = server.stats();
+    tokio::spawn(admin::serve_metrics(
+        waypoint,
+        move || hbone::metrics::render(&server_stats, &pool_stats),
+        args.metrics,
+    ));
     let listener = TcpListener::bind(args.hbone)
         .await
         .with_context(|| format!("binding the HBONE listener on {}", args.hbone))?;

@@ -12,6 +12,7 @@
 mod connector;
 mod front;
 mod identity;
+pub mod metrics;
 mod resolve;
 #[cfg(test)]
 mod tests;

@@ -29,13 +29,19 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The status of `GET path`, or `None` if nothing answers.
-async fn status(addr: SocketAddr, path: &str) -> Option<String> {
+/// The whole HTTP/1.1 answer to `GET path`, or `None` if nothing answers.
+async fn fetch(addr: SocketAddr, path: &str) -> Option<String> {
     let mut tcp = TcpStream::connect(addr).await.ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nhost: waypoint\r\nconnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.ok()?;
     let mut answer = String::new();
     tcp.read_to_string(&mut answer).await.ok()?;
+    Some(answer)
+}
+
+/// The status code of `GET path`, or `None` if nothing answers.
+async fn status(addr: SocketAddr, path: &str) -> Option<String> {
+    let answer = fetch(addr, path).await?;
     answer.split(' ').nth(1).map(str::to_string)
 }
 
@@ -108,8 +114,16 @@ async fn run_is_ready_once_its_svid_is_written_then_routes_over_hbone() {
         (200, "v2".into())
     );
     assert_eq!(get(&mut http, &[]).await, (200, "v1".into()));
-    assert_eq!(
-        status(local(metrics), "/metrics").await.as_deref(),
-        Some("200")
-    );
+
+    info!("metrics count the accepted CONNECT and the streams to the node agent");
+    let metrics = fetch(local(metrics), "/metrics")
+        .await
+        .expect("metrics answer");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for line in [
+        "ambit_hbone_inbound_streams_total{status=\"200\"} 1",
+        "ambit_hbone_outbound_streams_total{result=\"opened\"} 2",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+    }
 }

@@ -72,3 +72,35 @@ async fn endpoint_address_is_served_as_its_service() {
         (200, "v2".into())
     );
 }
+
+#[tokio::test]
+async fn each_caller_gets_its_own_streams_to_the_endpoint() {
+    let ca = MeshCa::new("per-caller");
+    let (v1, v2) = (backend("v1").await, backend("v2").await);
+    let agent =
+        NodeAgent::start(&ca, HashMap::from([(addr(V1_POD), v1), (addr(V2_POD), v2)])).await;
+    let waypoint = WaypointUnderTest::start(&ca, agent.addr.port()).await;
+    let client = ca.svid("spiffe://cluster.local/ns/shop/sa/productpage");
+    let pool = client_pool(&ca, &client);
+
+    info!("two clients, two requests each, all to reviews-v1");
+    for from in ["10.10.1.2:40000", "10.10.1.2:40001"] {
+        let stream = connect_from(&pool, &client.id, waypoint.addr, REVIEWS_VIP, from)
+            .await
+            .expect("CONNECT accepted");
+        let mut http = http1(stream).await;
+        for _ in 0..2 {
+            assert_eq!(get(&mut http, &[]).await, (200, "v1".into()));
+        }
+    }
+
+    info!("the node agent got one stream per client, each naming its own client");
+    let seen = agent.seen.lock().expect("seen").clone();
+    let mut named: Vec<_> = seen.iter().filter_map(|r| r.forwarded_for).collect();
+    named.sort();
+    assert_eq!(
+        named,
+        vec![addr("10.10.1.2:40000"), addr("10.10.1.2:40001")],
+        "a connection opened for one client carried another's requests"
+    );
+}

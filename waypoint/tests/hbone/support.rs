@@ -252,25 +252,32 @@ pub fn client_pool(ca: &MeshCa, svid: &Svid) -> Pool {
     )
 }
 
-/// `CONNECT target` to the waypoint, as the source agent of `source` would.
+/// `CONNECT target` to the waypoint, as the source agent of `source` would for a client at
+/// [`CLIENT_ADDR`].
 pub async fn connect(
     pool: &Pool,
     source: &SpiffeId,
     waypoint: SocketAddr,
     target: &str,
 ) -> Result<HboneStream, TunnelError> {
+    connect_from(pool, source, waypoint, target, CLIENT_ADDR).await
+}
+
+/// `CONNECT target` to the waypoint for a client at `client`.
+pub async fn connect_from(
+    pool: &Pool,
+    source: &SpiffeId,
+    waypoint: SocketAddr,
+    target: &str,
+    client: &str,
+) -> Result<HboneStream, TunnelError> {
     let key = PoolKey {
         source: source.clone(),
         dst_node: waypoint,
         dst_identity: id(WAYPOINT_ID),
     };
-    pool.connect(
-        key,
-        addr(target),
-        addr(CLIENT_ADDR),
-        CLIENT_BAGGAGE.to_string(),
-    )
-    .await
+    pool.connect(key, addr(target), addr(client), CLIENT_BAGGAGE.to_string())
+        .await
 }
 
 /// An HTTP/1.1 connection over an HBONE stream.

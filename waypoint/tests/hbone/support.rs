@@ -34,7 +34,7 @@ pub const V1_POD: &str = "10.10.1.5:9080";
 pub const V2_POD: &str = "10.10.1.6:9080";
 
 /// One node (the stand-in agent on 127.0.0.1); reviews v1 and v2 run there with their own
-/// service accounts; `reviews` selects both, `reviews-v1`/`reviews-v2` one each.
+/// service accounts, and so does the waypoint; `reviews` selects both, `reviews-v1`/`reviews-v2` one each.
 pub const MESH: &str = "
 trustDomain: cluster.local
 nodes:
@@ -45,6 +45,7 @@ workloads:
   - {name: productpage, namespace: shop, serviceAccount: productpage, node: n1, ips: [10.10.1.2]}
   - {name: reviews-v1, namespace: shop, serviceAccount: reviews-v1, node: n1, ips: [10.10.1.5], labels: {app: reviews, version: v1}}
   - {name: reviews-v2, namespace: shop, serviceAccount: reviews-v2, node: n1, ips: [10.10.1.6], labels: {app: reviews, version: v2}}
+  - {name: waypoint, namespace: shop, serviceAccount: waypoint, node: n1, ips: [10.10.1.9]}
 services:
   - {name: reviews, namespace: shop, vips: [10.96.0.10], ports: [{port: 80, targetPort: 9080}], selector: {app: reviews}}
   - {name: reviews-v1, namespace: shop, vips: [10.96.0.11], ports: [{port: 80, targetPort: 9080}], selector: {app: reviews, version: v1}}

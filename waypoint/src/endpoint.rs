@@ -43,7 +43,14 @@ pub struct Endpoint {
     by_caller: Option<Arc<Mutex<CallerPools>>>,
 }
 
-type CallerPools = HashMap<Caller, (Clients, Instant)>;
+/// Pools by caller, with when each was last used; idle ones are swept at most every
+/// [`SWEEP_EVERY`], so that opening a pool stays O(1) with many callers.
+struct CallerPools {
+    pools: HashMap<Caller, (Clients, Instant)>,
+    swept: Instant,
+}
+
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Clients {
@@ -65,7 +72,12 @@ impl Clients {
 
 impl Endpoint {
     pub fn new(connector: Arc<dyn Connector>) -> Self {
-        let by_caller = connector.per_caller().then(Default::default);
+        let by_caller = connector.per_caller().then(|| {
+            Arc::new(Mutex::new(CallerPools {
+                pools: HashMap::new(),
+                swept: Instant::now(),
+            }))
+        });
         Endpoint {
             shared: Clients::new(connector.clone(), None),
             connector,
@@ -77,15 +89,22 @@ impl Endpoint {
         let (Some(by_caller), Some(caller)) = (&self.by_caller, caller) else {
             return self.shared.clone();
         };
-        let mut pools = by_caller.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_caller = by_caller.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if let Some((clients, used)) = pools.get_mut(caller) {
+        if let Some((clients, used)) = by_caller.pools.get_mut(caller) {
             *used = now;
             return clients.clone();
         }
-        pools.retain(|_, (_, used)| now.duration_since(*used) < CALLER_POOL_IDLE);
+        if now.duration_since(by_caller.swept) >= SWEEP_EVERY {
+            by_caller
+                .pools
+                .retain(|_, (_, used)| now.duration_since(*used) < CALLER_POOL_IDLE);
+            by_caller.swept = now;
+        }
         let clients = Clients::new(self.connector.clone(), Some(caller.clone()));
-        pools.insert(caller.clone(), (clients.clone(), now));
+        by_caller
+            .pools
+            .insert(caller.clone(), (clients.clone(), now));
         clients
     }
 }

@@ -1,7 +1,7 @@
 //! How the waypoint reaches an endpoint: the [`Connector`] trait and plain TCP.
 //!
-//! The HBONE front end will provide a Connector that tunnels to the endpoint's node agent;
-//! tests and the local runner use [`TcpConnector`].
+//! [`crate::hbone::HboneConnector`] tunnels to the endpoint's node agent; tests and the local
+//! runner use [`TcpConnector`].
 
 use std::future::Future;
 use std::io;
@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use crate::model::Caller;
 
 /// A bidirectional byte stream: a TCP socket, an HBONE stream, a TLS session.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -22,6 +24,19 @@ pub type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<BoxIo>> + Send>>
 /// Opens a byte stream to an endpoint (pod address and target port).
 pub trait Connector: Send + Sync + 'static {
     fn connect(&self, endpoint: SocketAddr) -> ConnectFuture;
+
+    /// Opens a stream on behalf of `caller` (the HBONE connector names the caller to the
+    /// endpoint's node agent). Defaults to [`Connector::connect`].
+    fn connect_for(&self, endpoint: SocketAddr, caller: Option<&Caller>) -> ConnectFuture {
+        let _ = caller;
+        self.connect(endpoint)
+    }
+
+    /// Whether a stream opened for one caller must not carry another caller's requests
+    /// (because it names its caller). If so, pooled HTTP connections are kept per caller.
+    fn per_caller(&self) -> bool {
+        false
+    }
 }
 
 /// Plain TCP with a connect timeout and `TCP_NODELAY`.

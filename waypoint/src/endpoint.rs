@@ -5,11 +5,17 @@
 //! without one the backend gets the caller's version, so gRPC stays HTTP/2.
 //! An HTTP/1.1 Upgrade (WebSocket) is forwarded, and once both sides answered 101 the two
 //! upgraded streams are joined byte for byte.
+//!
+//! A [`Connector`] whose streams name their caller ([`Connector::per_caller`], HBONE) gets
+//! one pool per [`Caller`], so that a connection opened for one caller never carries another
+//! caller's requests; a caller's pool is forgotten after [`CALLER_POOL_IDLE`] without requests.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -23,24 +29,83 @@ use crate::balance::{internal_error, Target};
 use crate::body::{self, Body};
 use crate::connector::{BoxIo, Connector};
 use crate::error::ProxyError;
-use crate::model::PortProtocol;
+use crate::model::{Caller, PortProtocol};
 use crate::stack::HttpFuture;
+
+/// How long a caller's pool lives without requests; hyper closes idle connections sooner (90 s).
+pub const CALLER_POOL_IDLE: Duration = Duration::from_secs(120);
 
 #[derive(Clone)]
 pub struct Endpoint {
+    connector: Arc<dyn Connector>,
+    shared: Clients,
+    /// `Some` when the connector names callers: the pools by caller, and when each was last used.
+    by_caller: Option<Arc<Mutex<CallerPools>>>,
+}
+
+/// Pools by caller, with when each was last used; idle ones are swept at most every
+/// [`SWEEP_EVERY`], so that opening a pool stays O(1) with many callers.
+struct CallerPools {
+    pools: HashMap<Caller, (Clients, Instant)>,
+    swept: Instant,
+}
+
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+struct Clients {
     h1: Client<PoolConnector, Body>,
     h2: Client<PoolConnector, Body>,
 }
 
-impl Endpoint {
-    pub fn new(connector: Arc<dyn Connector>) -> Self {
-        let connector = PoolConnector(connector);
-        Endpoint {
+impl Clients {
+    fn new(connector: Arc<dyn Connector>, caller: Option<Caller>) -> Self {
+        let connector = PoolConnector { connector, caller };
+        Clients {
             h1: Client::builder(TokioExecutor::new()).build(connector.clone()),
             h2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .build(connector),
         }
+    }
+}
+
+impl Endpoint {
+    pub fn new(connector: Arc<dyn Connector>) -> Self {
+        let by_caller = connector.per_caller().then(|| {
+            Arc::new(Mutex::new(CallerPools {
+                pools: HashMap::new(),
+                swept: Instant::now(),
+            }))
+        });
+        Endpoint {
+            shared: Clients::new(connector.clone(), None),
+            connector,
+            by_caller,
+        }
+    }
+
+    fn clients(&self, caller: Option<&Caller>) -> Clients {
+        let (Some(by_caller), Some(caller)) = (&self.by_caller, caller) else {
+            return self.shared.clone();
+        };
+        let mut by_caller = by_caller.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some((clients, used)) = by_caller.pools.get_mut(caller) {
+            *used = now;
+            return clients.clone();
+        }
+        if now.duration_since(by_caller.swept) >= SWEEP_EVERY {
+            by_caller
+                .pools
+                .retain(|_, (_, used)| now.duration_since(*used) < CALLER_POOL_IDLE);
+            by_caller.swept = now;
+        }
+        let clients = Clients::new(self.connector.clone(), Some(caller.clone()));
+        by_caller
+            .pools
+            .insert(caller.clone(), (clients.clone(), now));
+        clients
     }
 }
 
@@ -54,7 +119,7 @@ impl Service<Request<Body>> for Endpoint {
     }
 
     fn call(&mut self, mut request: Request<Body>) -> HttpFuture {
-        let clients = self.clone();
+        let clients = self.clients(request.extensions().get::<Caller>());
         Box::pin(async move {
             let Some(target) = request.extensions().get::<Target>().cloned() else {
                 return Ok(internal_error());
@@ -170,7 +235,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 
 /// Adapts a [`Connector`] to the hyper-util client, which asks for `http://<endpoint>/`.
 #[derive(Clone)]
-struct PoolConnector(Arc<dyn Connector>);
+struct PoolConnector {
+    connector: Arc<dyn Connector>,
+    /// Set when the pool belongs to one caller.
+    caller: Option<Caller>,
+}
 
 impl Service<Uri> for PoolConnector {
     type Response = PooledIo;
@@ -182,7 +251,7 @@ impl Service<Uri> for PoolConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connector = self.0.clone();
+        let (connector, caller) = (self.connector.clone(), self.caller.clone());
         Box::pin(async move {
             let endpoint = uri
                 .authority()
@@ -193,7 +262,9 @@ impl Service<Uri> for PoolConnector {
                         format!("{uri} names no endpoint"),
                     )
                 })?;
-            Ok(PooledIo(TokioIo::new(connector.connect(endpoint).await?)))
+            Ok(PooledIo(TokioIo::new(
+                connector.connect_for(endpoint, caller.as_ref()).await?,
+            )))
         })
     }
 }

@@ -1,8 +1,9 @@
 //! Ambit's waypoint engine: HTTPRoute routing and the L7 request path.
 //!
 //! A connection is any byte stream plus the [`Destination`] it was addressed to and its
-//! [`Caller`]; backends are reached through a [`Connector`]. The HBONE front end (port 15008)
-//! will hand each CONNECT stream to [`Waypoint::serve`]; it is not wired yet.
+//! [`Caller`]; backends are reached through a [`Connector`]. The HBONE front end (port 15008,
+//! [`hbone`]) hands each CONNECT stream to [`Waypoint::serve`], and [`hbone::HboneConnector`]
+//! tunnels to endpoints through their node agents.
 //!
 //! # Usage
 //! ```no_run
@@ -15,7 +16,7 @@
 //!     if !verdict.accepted { eprintln!("{} {}: {}", verdict.kind, verdict.route, verdict.reason) }
 //! }
 //! let destination = Destination { service: ServiceName::new("shop", "reviews"), port: 80 };
-//! let caller = Caller { peer: io.peer_addr().unwrap(), identity: None };
+//! let caller = Caller::plain(io.peer_addr().unwrap());
 //! waypoint.serve(io, destination, caller).await.ok();
 //! # }
 //! ```
@@ -27,6 +28,7 @@ pub mod connector;
 pub mod endpoint;
 pub mod error;
 pub mod fault;
+pub mod hbone;
 pub mod metrics;
 pub mod mirror;
 pub mod model;
@@ -207,6 +209,7 @@ impl Waypoint {
             return tcp::serve(
                 io,
                 &destination,
+                &caller,
                 snapshot,
                 self.connector.as_ref(),
                 &self.metrics,

@@ -82,6 +82,9 @@ impl Mirrors {
             }
             copy.extensions_mut().insert(snapshot.clone());
             copy.extensions_mut().insert(mirror.backend.clone());
+            if let Some(caller) = request.extensions().get::<crate::model::Caller>() {
+                copy.extensions_mut().insert(caller.clone());
+            }
             let backend = backend.clone();
             tokio::spawn(async move {
                 let _permit = permit;

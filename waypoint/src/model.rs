@@ -129,11 +129,33 @@ pub struct Destination {
 }
 
 /// Who opened the connection, as the tunnel proved it. Every request carries it in its
-/// extensions for L7 authorization; it is not forwarded to backends yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// extensions (for L7 authorization, and so that the HBONE connector can name the caller to
+/// the endpoint's node agent).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Caller {
-    /// The tunnel's peer (later: the source node agent).
+    /// The tunnel's peer: the source node agent (HBONE) or the TCP client (local runner).
     pub peer: SocketAddr,
     /// The caller's SPIFFE ID, when the connection came through mTLS.
     pub identity: Option<String>,
+    /// The original client address, from the tunnel's `forwarded` header (HBONE).
+    pub client: Option<SocketAddr>,
+    /// The tunnel's `baggage` header describing the source workload (HBONE).
+    pub baggage: Option<String>,
+}
+
+impl Caller {
+    /// A caller known only by its TCP peer (no tunnel, no identity).
+    pub fn plain(peer: SocketAddr) -> Self {
+        Caller {
+            peer,
+            identity: None,
+            client: None,
+            baggage: None,
+        }
+    }
+
+    /// The address of the original client: `forwarded` if the tunnel sent it, else the peer.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client.unwrap_or(self.peer)
+    }
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::connector::Connector;
 use crate::metrics::Metrics;
-use crate::model::Destination;
+use crate::model::{Caller, Destination};
 use crate::split;
 use crate::stack::Snapshot;
 
@@ -33,6 +33,7 @@ pub enum TcpError {
 pub async fn serve<I>(
     mut io: I,
     destination: &Destination,
+    caller: &Caller,
     snapshot: Arc<Snapshot>,
     connector: &dyn Connector,
     metrics: &Metrics,
@@ -58,7 +59,7 @@ where
         .clone();
     let (index, _in_flight) = set.pick().ok_or_else(no_endpoints)?;
     let endpoint = set.addr(index);
-    let mut upstream = match connector.connect(endpoint).await {
+    let mut upstream = match connector.connect_for(endpoint, Some(caller)).await {
         Ok(upstream) => {
             set.report(index, false);
             upstream

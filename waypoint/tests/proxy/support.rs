@@ -96,8 +96,8 @@ impl Proxy {
                 let (waypoint, destination) = (served.clone(), destination.clone());
                 tokio::spawn(async move {
                     let caller = Caller {
-                        peer,
                         identity: Some("spiffe://cluster.local/ns/shop/sa/client".into()),
+                        ..Caller::plain(peer)
                     };
                     let _ = waypoint.serve(stream, destination, caller).await;
                 });

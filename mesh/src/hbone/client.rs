@@ -140,7 +140,8 @@ pub(super) async fn dial(
         // Until the peer's SETTINGS arrive, assume it takes as many streams as we will send.
         .initial_max_send_streams(settings.max_streams_per_connection)
         .initial_stream_window_size(settings.stream_window)
-        .initial_connection_window_size(settings.connection_window);
+        .initial_connection_window_size(settings.connection_window)
+        .max_frame_size(super::MAX_FRAME_SIZE);
     http2
         .handshake(TokioIo::new(tls))
         .await

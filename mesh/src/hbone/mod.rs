@@ -24,9 +24,12 @@ mod tests;
 pub use client::{HboneStream, TunnelError};
 pub use headers::{forwarded_for, parse_forwarded_for, BAGGAGE, FORWARDED};
 pub use pool::{CertSource, Pool, PoolKey, PoolSettings};
-pub use relay::TunnelBytes;
+pub use relay::{TunnelBytes, RELAY_BUFFER};
 pub use server::{ConnectRequest, HboneServer, Inbound, Refusal, ServerSettings};
 pub use stats::{PoolStats, ServerStats};
 
 /// The HBONE port of node agents and waypoints.
 pub const HBONE_PORT: u16 = 15008;
+
+/// The largest HTTP/2 frame we accept: bulk streams move in fewer, larger DATA frames.
+pub(crate) const MAX_FRAME_SIZE: u32 = 1024 * 1024;

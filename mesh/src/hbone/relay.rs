@@ -12,6 +12,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Bytes moved per read/write on each side of a relay.
+pub const RELAY_BUFFER: usize = 256 * 1024;
+
 /// Bytes one tunnelled connection carried.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TunnelBytes {
@@ -32,9 +35,14 @@ where
         inner: destination,
         counts: counts.clone(),
     };
-    let result = tokio::io::copy_bidirectional(caller, &mut destination)
-        .await
-        .map(|_| ());
+    let result = tokio::io::copy_bidirectional_with_sizes(
+        caller,
+        &mut destination,
+        RELAY_BUFFER,
+        RELAY_BUFFER,
+    )
+    .await
+    .map(|_| ());
     let bytes = TunnelBytes {
         from_caller: counts.written.load(Ordering::Relaxed),
         to_caller: counts.read.load(Ordering::Relaxed),

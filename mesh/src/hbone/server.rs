@@ -264,7 +264,8 @@ impl<I: Inbound> HboneServer<I> {
             .keep_alive_interval(settings.keepalive_interval)
             .keep_alive_timeout(settings.keepalive_timeout)
             .initial_stream_window_size(settings.stream_window)
-            .initial_connection_window_size(settings.connection_window);
+            .initial_connection_window_size(settings.connection_window)
+            .max_frame_size(super::MAX_FRAME_SIZE);
         let server = self.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let server = server.clone();

@@ -65,7 +65,13 @@ impl Outbound {
         let _ = client.set_nodelay(true);
         self.stats.relayed.fetch_add(1, Relaxed);
         self.stats.tunnelled.fetch_add(1, Relaxed);
-        let relayed = tokio::io::copy_bidirectional(&mut client, &mut stream).await;
+        let relayed = tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut stream,
+            ambit_mesh::hbone::RELAY_BUFFER,
+            ambit_mesh::hbone::RELAY_BUFFER,
+        )
+        .await;
         self.count_closed(&origin, dst, relayed);
         Ok(())
     }

@@ -1,0 +1,1 @@
+//! Conversions, case by case.

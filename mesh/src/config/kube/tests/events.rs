@@ -1,0 +1,1 @@
+//! Watch events change the model one at a time.

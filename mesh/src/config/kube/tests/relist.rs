@@ -1,0 +1,1 @@
+//! Watch failures, relists, and an API server unreachable at start-up.

@@ -373,7 +373,7 @@ impl Server {
         let query: BTreeMap<String, String> = req
             .uri()
             .query()
-            .map(|q| url_decode_pairs(q))
+            .map(url_decode_pairs)
             .unwrap_or_default();
         let method = req.method().clone();
         self.inner.lock().unwrap().requests.push(format!(

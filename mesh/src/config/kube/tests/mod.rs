@@ -6,6 +6,7 @@ mod events;
 mod fake_api;
 mod recorded;
 mod relist;
+mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -121,6 +121,14 @@ impl KubeSource {
         Self::from_changes(changes, settings)
     }
 
+    /// Connects as `kube::Client::try_default` does (in-cluster service account, else the
+    /// kubeconfig) and starts the watches. Fails only if no client config can be found;
+    /// an unreachable server is retried (see [`KubeSource::not_ready`]).
+    pub async fn connect(settings: KubeSettings) -> Result<Self, kube::Error> {
+        let client = kube::Client::try_default().await?;
+        Ok(Self::start(client, settings))
+    }
+
     /// Builds models from `changes` instead of watches: for tests, and for a source of
     /// watch events other than a `kube::Client`.
     pub fn from_changes(

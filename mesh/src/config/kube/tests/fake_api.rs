@@ -370,11 +370,8 @@ impl Server {
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
-        let query: BTreeMap<String, String> = req
-            .uri()
-            .query()
-            .map(url_decode_pairs)
-            .unwrap_or_default();
+        let query: BTreeMap<String, String> =
+            req.uri().query().map(url_decode_pairs).unwrap_or_default();
         let method = req.method().clone();
         self.inner.lock().unwrap().requests.push(format!(
             "{method} {}",

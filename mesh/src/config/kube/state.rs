@@ -278,13 +278,13 @@ impl State {
         problems.extend(self.nodes.problems().cloned());
         problems.extend(self.local_pods.problems().cloned());
         problems.extend(self.remote_pods.problems().cloned());
-        let mut workloads: Vec<Workload> = self
-            .local_pods
-            .values()
-            .chain(self.remote_pods.values())
-            .cloned()
-            .collect();
-        workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        // A pod scheduled here moves from the remote watch to the local one; until the remote
+        // watch delivers its deletion, both hold it, and the local (full) one wins.
+        let mut pods: BTreeMap<(&str, &str), &Workload> = BTreeMap::new();
+        for w in self.remote_pods.values().chain(self.local_pods.values()) {
+            pods.insert((&w.namespace, &w.name), w);
+        }
+        let workloads: Vec<Workload> = pods.into_values().cloned().collect();
         let mut state = ClusterState {
             trust_domain: trust_domain.to_owned(),
             nodes: self.nodes.values().cloned().collect(),

@@ -255,6 +255,18 @@ fn relist_replaces_the_objects_only_when_it_completes() {
 }
 
 #[test]
+fn pod_in_both_pod_watches_is_one_workload() {
+    let mut state = State::default();
+    let mut moved = pod_named("a", "10.0.0.1");
+    state.apply(Change::RemotePod(Event::Apply(moved.clone())));
+    moved.metadata.uid = Some("local".to_owned());
+    state.apply(Change::LocalPod(Event::Apply(moved)));
+    let model = state_model(&state);
+    assert_eq!(model.workloads().len(), 1);
+    assert_eq!(model.workloads()[0].uid.as_deref(), Some("local"));
+}
+
+#[test]
 fn not_ready_names_each_watch_missing_and_its_error() {
     let mut state = State::default();
     state.apply(Change::Failed {

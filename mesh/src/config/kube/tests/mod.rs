@@ -7,6 +7,7 @@ mod fake_api;
 mod recorded;
 mod relist;
 mod routes;
+mod state;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 mod convert;
 mod events;
 mod fake_api;
+mod rbac;
 mod recorded;
 mod relist;
 mod routes;

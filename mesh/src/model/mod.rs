@@ -43,7 +43,7 @@ pub use node::Node;
 pub use redirect::RedirectSettings;
 pub use route::{trimmed_meta, Trimmed};
 pub use service::{Protocol, Service, ServicePort};
-pub use waypoint::{is_waypoint, WaypointTarget};
+pub use waypoint::{dangling_waypoints, is_waypoint, DanglingWaypoint, WaypointTarget};
 pub use workload::{Workload, DEFAULT_SERVICE_ACCOUNT};
 
 use index::{Address, Index};

@@ -12,6 +12,10 @@
 //! API implementations put on the pods they deploy. Not the Gateway's `status.addresses`:
 //! status is written by a controller that may lag or be absent (the file source has none),
 //! and the tunnel needs the workloads anyway, for their node and their SPIFFE identity.
+//!
+//! A label naming no waypoint is not an error of the model (the Gateway may be applied a
+//! moment later), but its traffic then skips the waypoint and its policies:
+//! [`dangling_waypoints`] lists such labels for sources to report.
 
 use std::collections::BTreeMap;
 
@@ -87,4 +91,47 @@ pub(super) fn waypoint_for<'m>(
     model
         .gateway(namespace, name)
         .filter(|gateway| is_waypoint(gateway))
+}
+
+/// An `ambit.dev/use-waypoint` label naming no `ambit-waypoint` Gateway of its namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DanglingWaypoint {
+    /// `Namespace`, `Service` or `Pod`.
+    pub kind: &'static str,
+    /// The labelled object: `shop` for a namespace, `shop/echo` otherwise.
+    pub object: String,
+    pub namespace: String,
+    /// The label's value.
+    pub gateway: String,
+}
+
+/// Every `ambit.dev/use-waypoint` label (on a namespace, a Service or a pod) that names no
+/// `ambit-waypoint` Gateway in its namespace, in the model's order.
+pub fn dangling_waypoints(model: &Model) -> Vec<DanglingWaypoint> {
+    let namespaces = model
+        .namespaces()
+        .iter()
+        .map(|ns| ("Namespace", ns.name.clone(), &ns.name, &ns.labels));
+    let services = model.services().iter().map(|s| {
+        let object = format!("{}/{}", s.namespace, s.name);
+        ("Service", object, &s.namespace, &s.labels)
+    });
+    let pods = model.workloads().iter().map(|w| {
+        let object = format!("{}/{}", w.namespace, w.name);
+        ("Pod", object, &w.namespace, &w.labels)
+    });
+    namespaces
+        .chain(services)
+        .chain(pods)
+        .filter_map(|(kind, object, namespace, labels)| {
+            let gateway = labels.get(USE_WAYPOINT)?;
+            let found = model.gateway(namespace, gateway).is_some_and(is_waypoint);
+            (gateway != NO_WAYPOINT && !found).then(|| DanglingWaypoint {
+                kind,
+                object,
+                namespace: namespace.clone(),
+                gateway: gateway.clone(),
+            })
+        })
+        .collect()
 }

@@ -1,5 +1,5 @@
-//! Routes whose backends do not exist: found in the model, reported, and worded as the
-//! Gateway API `ResolvedRefs` condition for the route's status.
+//! Routes whose backends do not exist, and waypoint labels naming no waypoint: found in the
+//! model and reported; for routes, also worded as the Gateway API `ResolvedRefs` condition.
 //!
 //! # What is wired
 //! The kube source reports every missing backend as a [`Problem`] (one log line when it
@@ -17,6 +17,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
 use super::convert::Problem;
+use crate::model::labels::{USE_WAYPOINT, WAYPOINT_CLASS};
 use crate::model::Model;
 
 /// The controller name Ambit writes route status under.
@@ -99,6 +100,21 @@ fn missing<'a>(
                     namespace: namespace.to_owned(),
                     name: name.to_owned(),
                 })
+        })
+        .collect()
+}
+
+/// `ambit.dev/use-waypoint` labels naming no waypoint, as problems to report.
+pub fn dangling_waypoints(model: &Model) -> Vec<Problem> {
+    crate::model::dangling_waypoints(model)
+        .into_iter()
+        .map(|d| Problem {
+            object: format!("{} {}", d.kind, d.object),
+            message: format!(
+                "label {USE_WAYPOINT} names Gateway {}/{}, which is not an {WAYPOINT_CLASS} \
+                 Gateway; its traffic does not go through a waypoint",
+                d.namespace, d.gateway
+            ),
         })
         .collect()
 }

@@ -306,6 +306,7 @@ impl State {
             }
         };
         problems.extend(routes::missing_backends(&model));
+        problems.extend(routes::dangling_waypoints(&model));
         Ok((model, problems))
     }
 

@@ -133,3 +133,22 @@ fn gateway_listed_twice_is_refused() {
     .unwrap_err();
     assert_eq!(err.to_string(), "Gateway shop/wp is listed twice");
 }
+
+#[test]
+fn labels_naming_no_waypoint_are_listed() {
+    let mut m = shop(Some("missing"), &[(USE_WAYPOINT, "ingress")]);
+    let dangling = crate::model::dangling_waypoints(&m);
+    let found: Vec<_> = dangling
+        .iter()
+        .map(|d| (d.kind, d.object.as_str(), d.gateway.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("Namespace", "shop", "missing"),
+            ("Service", "shop/echo", "ingress")
+        ]
+    );
+    m = shop(Some("wp"), &[(USE_WAYPOINT, "none")]);
+    assert!(crate::model::dangling_waypoints(&m).is_empty());
+}

@@ -215,3 +215,19 @@ async fn burst_of_changes_makes_one_model_and_no_op_changes_make_none() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(!models.has_changed().unwrap());
 }
+
+#[tokio::test]
+async fn waypoint_label_naming_no_gateway_is_reported() {
+    let api = FakeApi::recorded().await;
+    let source = ready_source(&api).await;
+    api.delete("gateways", "shop", "waypoint");
+    let m = until_model(&source, "the waypoint gone", |m| m.gateways().is_empty()).await;
+    assert!(m.waypoint_for(m.service("shop", "echo").unwrap()).is_none());
+    assert_eq!(
+        source.problems(),
+        [
+            "Namespace shop: label ambit.dev/use-waypoint names Gateway shop/waypoint, which is \
+          not an ambit-waypoint Gateway; its traffic does not go through a waypoint"
+        ]
+    );
+}

@@ -62,8 +62,12 @@ pub struct ClusterState {
     pub workloads: Vec<Workload>,
     pub services: Vec<Service>,
     /// Gateways; those of class `ambit-waypoint` are waypoints ([`Model::waypoint_for`]).
+    /// (Empty Gateway API lists are left out of a dump, which older readers then accept.)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<Gateway>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub http_routes: Vec<HttpRoute>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub grpc_routes: Vec<GrpcRoute>,
     // Ambit's TrafficPolicy CRD (mesh/src/api/) joins here as `traffic_policies`, read by both
     // sources like the routes.

@@ -37,7 +37,8 @@
 //!   differs from the current one.
 //! - The model lists objects in namespace/name order, so that it equals the file source's
 //!   model of the same objects listed in that order.
-//! - A watch that fails relists or resumes by itself (kube-runtime's watcher); objects
+//! - A watch that fails relists or resumes by itself (kube-runtime's watcher), retrying with a
+//!   backoff that grows while lists keep failing; objects
 //!   deleted meanwhile leave the model when the relist completes, not before.
 //! - A bad object is reported once when it appears (one `warn!`, [`KubeSource::problems_total`]
 //!   plus one, listed in [`KubeSource::problems`] while it lasts), and is left out or taken

@@ -3,7 +3,7 @@
 use std::error::Error;
 use std::fmt::Debug;
 
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
     Node as KubeNode, NodeStatus, Pod, PodSpec, PodStatus, Service as KubeService,
 };
@@ -18,7 +18,7 @@ use super::state::{Change, Watch, SERVICE_NAME};
 
 /// Every watch the source needs, as one stream of [`Change`]s. Each watch lists, then
 /// watches; relists after its watch expires (410 Gone); and retries failures with
-/// `default_backoff` (0.8 s doubling to 30 s), reporting each failure as
+/// `default_backoff` (0.8 s doubling to 30 s, jittered), reporting each failure as
 /// [`Change::Failed`].
 pub fn changes(client: Client, node: &str) -> BoxStream<'static, Change> {
     let all = watcher::Config::default();
@@ -99,7 +99,7 @@ fn watch<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher(Api::<K>::all(client.clone()), config)
+    hold_init(watcher(Api::<K>::all(client.clone()), config))
         .default_backoff()
         .modify(lean)
         .map(move |item| match item {
@@ -110,6 +110,35 @@ where
             },
         })
         .boxed()
+}
+
+/// Drops a watcher's `Init` that a failure follows at once, and passes everything else.
+///
+/// The watcher starts each (re)list with `Init`, and the backoff resets on any item that is
+/// not an error: a list failing again and again would be retried every 0.8 s forever, from
+/// every node. Without the `Init` of a list that failed before its first object, failures
+/// follow one another and the backoff grows. The dropped `Init` carries nothing: the store
+/// starts a relist on `Init` or on its first `InitApply`.
+pub(super) fn hold_init<K: Send + 'static>(
+    events: impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
+) -> impl Stream<Item = watcher::Result<Event<K>>> + Send {
+    type Held<K> = Option<watcher::Result<Event<K>>>;
+    stream::unfold(
+        (events.boxed(), None::<Held<K>>),
+        |(mut events, held)| async move {
+            if let Some(item) = held {
+                return item.map(|item| (item, (events, None)));
+            }
+            let item = events.next().await?;
+            if !matches!(item, Ok(Event::Init)) {
+                return Some((item, (events, None)));
+            }
+            match events.next().await {
+                Some(Err(err)) => Some((Err(err), (events, None))),
+                next => Some((item, (events, Some(next)))),
+            }
+        },
+    )
 }
 
 /// `err` and its sources, joined by `: `, skipping a source the message already quotes.

@@ -154,3 +154,36 @@ async fn source_fed_by_a_stream_publishes_once_every_watch_listed() {
     assert_eq!(source.current().workloads().len(), 1);
     assert_eq!(source.not_ready(), None);
 }
+
+#[tokio::test]
+async fn failed_lists_reach_the_backoff_back_to_back() {
+    use kube::runtime::watcher;
+
+    use super::super::watches::hold_init;
+
+    let events: Vec<watcher::Result<Event<Pod>>> = vec![
+        Ok(Event::Init),
+        Err(watcher::Error::NoResourceVersion),
+        Ok(Event::Init),
+        Err(watcher::Error::NoResourceVersion),
+        Ok(Event::Init),
+        Ok(Event::InitApply(pod_named("a", "10.0.0.1"))),
+        Ok(Event::InitDone),
+        Ok(Event::Init),
+    ];
+    let out: Vec<_> = hold_init(stream::iter(events)).collect().await;
+    let shape: Vec<&str> = out
+        .iter()
+        .map(|item| match item {
+            Err(_) => "error",
+            Ok(Event::Init) => "init",
+            Ok(Event::InitApply(_)) => "init-apply",
+            Ok(Event::InitDone) => "init-done",
+            Ok(_) => "other",
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        ["error", "error", "init", "init-apply", "init-done", "init"]
+    );
+}

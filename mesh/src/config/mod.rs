@@ -1,7 +1,7 @@
 //! Where the model comes from: each source fills a `ClusterState` and builds a `Model`.
 //!
 //! Two sources, one model: the YAML file ([`load`], [`parse`], and [`FileSource`] to follow
-//! edits) and the Kubernetes API ([`KubeSource`](self::kube::KubeSource)). Both publish on a
+//! edits) and the Kubernetes API ([`KubeSource`]). Both publish on a
 //! `watch::Receiver<Arc<Model>>`, so consumers do not care which one runs.
 
 mod document;

@@ -161,9 +161,9 @@ impl Model {
     }
 
     /// The waypoint (an `ambit-waypoint` Gateway) that traffic to `target` goes through, if
-    /// any; the rule is in [`waypoint`]'s docs: the object's `ambit.dev/use-waypoint` label
-    /// wins over its namespace's, `none` opts out, and the Gateway must exist in the object's
-    /// namespace with class `ambit-waypoint`.
+    /// any: the object's `ambit.dev/use-waypoint` label wins over its namespace's, `none` opts
+    /// out, and the Gateway must exist in the object's namespace with class `ambit-waypoint`;
+    /// a waypoint's own pods use none. The rule's reasons are in `model/waypoint.rs`.
     pub fn waypoint_for<'a>(&self, target: impl Into<WaypointTarget<'a>>) -> Option<&Gateway> {
         waypoint::waypoint_for(self, target.into())
     }

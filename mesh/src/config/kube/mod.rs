@@ -6,16 +6,22 @@
 //! the model stays in force.
 //!
 //! # What is watched, and why
-//! | watch | narrowed by | kept |
+//! | watch | narrowed by | received (before conversion) |
 //! | --- | --- | --- |
-//! | Namespaces | - | name, labels (enrollment, `ambit.dev/use-waypoint`) |
+//! | Namespaces | - | the object but `managedFields` |
 //! | Nodes | - | name, addresses (where a node's agent is reached) |
-//! | Pods on this node | `spec.nodeName=<node>` | full object but `managedFields` |
+//! | Pods on this node | `spec.nodeName=<node>` | the object but `managedFields` |
 //! | Pods on other nodes | `spec.nodeName!=<node>`, not `Succeeded`/`Failed` | name, UID, labels, node, service account, host network, IPs |
 //! | Services | - | the object but `managedFields` and status |
 //! | EndpointSlices | label `kubernetes.io/service-name` | name, labels, ports |
 //! | Gateways | only `gatewayClassName: ambit-waypoint` kept | trimmed ([`Trimmed`](crate::model::Trimmed)) |
 //! | HTTPRoutes, GRPCRoutes | - | trimmed |
+//!
+//! Namespaces, Nodes and Pods are converted on receipt and only their model form is kept;
+//! Services and EndpointSlices are kept as received and converted together at each model.
+//! The two pod watches never overlap: the local one delivers whole pods, what enrollment of
+//! this node's pods will read beyond the model; a pod scheduled here moves from one to the
+//! other (the local copy wins while both hold it).
 //!
 //! Remote pods come from a cluster-wide pod watch rather than from EndpointSlices plus
 //! ServiceAccounts: a slice gives an endpoint's IP, node and pod, but not the pod's service
@@ -37,14 +43,16 @@
 //!   differs from the current one.
 //! - The model lists objects in namespace/name order, so that it equals the file source's
 //!   model of the same objects listed in that order.
-//! - A watch that fails relists or resumes by itself (kube-runtime's watcher), retrying with a
-//!   backoff that grows while lists keep failing; objects
-//!   deleted meanwhile leave the model when the relist completes, not before.
+//! - A watch that fails relists or resumes by itself (kube-runtime's watcher), retrying with
+//!   a backoff that grows while lists keep failing; objects deleted meanwhile leave the model
+//!   when the relist completes, not before.
 //! - A bad object is reported once when it appears (one `warn!`, [`KubeSource::problems_total`]
 //!   plus one, listed in [`KubeSource::problems`] while it lasts), and is left out or taken
 //!   as the rules say: an unknown `ambit.dev/dataplane-mode` counts as absent (a namespace is
 //!   then not enrolled), a pod without an IP waits for one, a route naming a missing Service
-//!   is kept (its requests fail), an address claimed twice stays with its first claimant.
+//!   is kept (its requests fail), an `ambit.dev/use-waypoint` label naming no waypoint is
+//!   reported (its traffic skips the waypoint), an address claimed twice stays with its first
+//!   claimant (namespace/name order).
 //! - Dropping the `KubeSource` stops its watches.
 
 mod convert;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_mesh::config::FileSource;
+use ambit_mesh::config::KubeSettings;
 use ambit_mesh::model::Model;
 use anyhow::{bail, Context, Result};
 use tokio::net::TcpListener;
@@ -14,6 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use ambit_mesh::hbone::{CertSource, HboneServer, Pool, PoolSettings, ServerSettings};
 
+use crate::config_source::{ConfigSource, SourceKind};
 use crate::enroll::Enroller;
 use crate::identity::Identities;
 use crate::inbound::LocalPods;
@@ -33,12 +34,20 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 /// `ambit-node run`'s flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// This node's name, as in the config's `nodes` (also names the pin directory).
-    #[arg(long, env = "AMBIT_NODE_NAME")]
+    /// This node's name, as in the config's `nodes` or Kubernetes' Node (also names the pin
+    /// directory).
+    #[arg(long, alias = "node-name", env = "AMBIT_NODE_NAME")]
     node: String,
-    /// Mesh config file (YAML); reloaded when it changes or on SIGHUP.
-    #[arg(long, env = "AMBIT_CONFIG")]
-    config: PathBuf,
+    /// Where the mesh config comes from: a YAML file (`--config`) or the Kubernetes API.
+    #[arg(long, value_enum, env = "AMBIT_CONFIG_SOURCE", default_value = "file")]
+    config_source: SourceKind,
+    /// Mesh config file (YAML), for `--config-source file`; reloaded when it changes or on
+    /// SIGHUP.
+    #[arg(long, env = "AMBIT_CONFIG", required_if_eq("config_source", "file"))]
+    config: Option<PathBuf>,
+    /// The SPIFFE trust domain, for `--config-source kube` (the file names its own).
+    #[arg(long, env = "AMBIT_TRUST_DOMAIN", default_value = ambit_mesh::model::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
     /// The pods' cgroup v2 subtree to attach to; it must also contain the agent.
     /// Default: <cgroup2 mount>/kubepods.slice or <cgroup2 mount>/kubepods.
     #[arg(long, env = "AMBIT_CGROUP")]
@@ -107,10 +116,12 @@ pub async fn run(spec: RunArgs) -> Result<()> {
         );
     }
 
+    let kube_settings = KubeSettings {
+        trust_domain: spec.trust_domain.clone(),
+        ..KubeSettings::new(spec.node.clone())
+    };
     let source = Arc::new(
-        FileSource::start(&spec.config)
-            .await
-            .with_context(|| format!("loading config {}", spec.config.display()))?,
+        ConfigSource::start(spec.config_source, spec.config.as_ref(), kube_settings).await?,
     );
     let mut model_rx = source.subscribe();
     let model = model_rx.borrow_and_update().clone();

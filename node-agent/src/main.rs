@@ -1,6 +1,7 @@
 //! `ambit-node`, the node agent: `run`, `preflight`, `inspect`, `unload`.
 
 mod app;
+mod config_source;
 mod dial;
 mod enroll;
 mod exclusions;
@@ -33,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load and attach the redirect, enroll this node's mesh pods, proxy their connections.
-    Run(app::RunArgs),
+    Run(Box<app::RunArgs>),
     /// Check that this node can run the redirect; print what is missing and how to fix it.
     Preflight {
         #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
@@ -90,7 +91,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(app::run(args))?;
+            runtime.block_on(app::run(*args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Preflight {

@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_mesh::config::FileSource;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use ambit_mesh::hbone::{PoolStats, ServerStats};
 
+use crate::config_source::ConfigSource;
 use crate::enroll::EnrolledNames;
 use crate::kernel_maps::KernelMaps;
 use crate::outbound::OutboundStats;
@@ -25,7 +25,7 @@ pub struct Observed {
     pub maps: Arc<KernelMaps>,
     pub enrolled: Arc<EnrolledNames>,
     pub outbound: Arc<OutboundStats>,
-    pub config: Arc<FileSource>,
+    pub config: Arc<ConfigSource>,
     /// The tunnel's two sides, when a CA is configured.
     pub hbone_server: Option<Arc<ServerStats>>,
     pub hbone_pool: Option<Arc<PoolStats>>,
@@ -195,11 +195,11 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Readiness: the agent serves (it only binds this port once ready). The body says whether
-/// the config file is currently rejected, without failing readiness: the last good config
-/// is in force.
+/// the config file is currently rejected or Kubernetes objects have problems, without
+/// failing readiness: the last good config, or every other object, is in force.
 pub fn readiness(o: &Observed) -> String {
-    match o.config.last_error() {
-        Some(e) => format!("ready; config rejected, last good config in force: {e}\n"),
+    match o.config.trouble() {
+        Some(e) => format!("ready; {e}\n"),
         None => "ready\n".to_string(),
     }
 }

@@ -98,6 +98,7 @@ impl MeshCluster {
         self.state.workloads.push(Workload {
             name: name.to_string(),
             namespace: namespace.to_string(),
+            uid: None,
             service_account: name.to_string(),
             node: pod.node_name.clone(),
             ips: vec![IpAddr::V4(pod.ip)],

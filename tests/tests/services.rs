@@ -40,6 +40,7 @@ fn service_vip_connections_spread_over_both_endpoints() {
             protocol: Protocol::Tcp,
         }],
         selector: BTreeMap::from([("svc".to_string(), "echo".to_string())]),
+        labels: BTreeMap::new(),
     });
     mesh.start_agents().expect("agents");
     let client = pod(&mesh, "shop", "client");

@@ -2,10 +2,17 @@
 //!
 //! Addresses and CIDRs stay text here, so that `file.rs` can refuse a bad one with its own
 //! message and the path of the field; everything else is typed and checked by serde.
+//! Gateway API objects are read as their manifests (`apiVersion`, `kind`, `metadata`,
+//! `spec`) into the gateway-api crate's spec types; `file.rs` checks the kind.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use gateway_api::experimental::grpcroutes::GrpcRouteSpec;
+use gateway_api::experimental::httproutes::HttpRouteSpec;
+use gateway_api::gateways::GatewaySpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::model::Protocol;
@@ -23,7 +30,27 @@ pub(super) struct Document {
     #[serde(default)]
     pub services: Vec<Service>,
     #[serde(default)]
+    pub gateways: Vec<Manifest<GatewaySpec>>,
+    #[serde(default)]
+    pub http_routes: Vec<Manifest<HttpRouteSpec>>,
+    #[serde(default)]
+    pub grpc_routes: Vec<Manifest<GrpcRouteSpec>>,
+    #[serde(default)]
     pub redirect: Redirect,
+}
+
+/// A Kubernetes object as users write it. `status` is accepted (a `kubectl get -o yaml`
+/// pastes it) and ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct Manifest<S> {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: S,
+    #[serde(default, rename = "status")]
+    pub _status: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +73,7 @@ pub(super) struct Namespace {
 pub(super) struct Workload {
     pub name: String,
     pub namespace: String,
+    pub uid: Option<String>,
     pub service_account: Option<String>,
     pub node: String,
     #[serde(default)]
@@ -68,6 +96,8 @@ pub(super) struct Service {
     pub ports: Vec<ServicePort>,
     #[serde(default)]
     pub selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

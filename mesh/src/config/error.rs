@@ -91,6 +91,10 @@ pub enum FieldProblem {
         DataplaneMode::VALUES.join(", ")
     )]
     DataplaneMode { value: String },
+    #[error("kind {got:?} does not belong in this list; expected {expected:?}")]
+    WrongKind { expected: String, got: String },
+    #[error("apiVersion {got:?} is not supported; use {expected:?}")]
+    WrongApiVersion { expected: String, got: String },
     #[error(transparent)]
     Model(#[from] ModelError),
 }

@@ -9,10 +9,17 @@ use std::path::Path;
 
 use super::document::{self, Document};
 use super::{ConfigError, FieldProblem, Origin};
+use gateway_api::experimental::grpcroutes::GrpcRoute;
+use gateway_api::experimental::httproutes::HttpRoute;
+use gateway_api::gateways::Gateway;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+
 use crate::model::labels::{DataplaneMode, DATAPLANE_MODE};
 use crate::model::{
-    AddressSlot, Cidr, ClusterState, Model, ModelError, Namespace, Node, RedirectSettings, Service,
-    ServicePort, Workload, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN,
+    AddressSlot, Cidr, ClusterState, GatewayApiKind, Model, ModelError, Namespace, Node,
+    RedirectSettings, Service, ServicePort, Trimmed, Workload, DEFAULT_SERVICE_ACCOUNT,
+    DEFAULT_TRUST_DOMAIN,
 };
 
 /// Builds a model from YAML text; messages call it `config`.
@@ -112,6 +119,27 @@ fn build(document: Document) -> Result<Model, Rejected> {
     let namespaces = collect(document.namespaces, namespace)?;
     let workloads = collect(document.workloads, |i, w| workload(i, w, &node_names))?;
     let services = collect(document.services, service)?;
+    let gateways = collect(document.gateways, |i, m| {
+        object(m, &format!("gateways[{i}]"), |metadata, spec| Gateway {
+            metadata,
+            spec,
+            status: None,
+        })
+    })?;
+    let http_routes = collect(document.http_routes, |i, m| {
+        object(m, &format!("httpRoutes[{i}]"), |metadata, spec| HttpRoute {
+            metadata,
+            spec,
+            status: None,
+        })
+    })?;
+    let grpc_routes = collect(document.grpc_routes, |i, m| {
+        object(m, &format!("grpcRoutes[{i}]"), |metadata, spec| GrpcRoute {
+            metadata,
+            spec,
+            status: None,
+        })
+    })?;
     let redirect = redirect(document.redirect)?;
     let state = ClusterState {
         trust_domain,
@@ -119,6 +147,9 @@ fn build(document: Document) -> Result<Model, Rejected> {
         namespaces,
         workloads,
         services,
+        gateways,
+        http_routes,
+        grpc_routes,
         redirect,
     };
     Model::new(state).map_err(|err| reject(locate(&err), err))
@@ -143,6 +174,12 @@ fn locate(err: &ModelError) -> String {
         ModelError::DuplicateNamespace { index, .. } => format!("namespaces[{index}].name"),
         ModelError::DuplicateWorkload { index, .. } => format!("workloads[{index}].name"),
         ModelError::DuplicateService { index, .. } => format!("services[{index}].name"),
+        ModelError::DuplicateObject { kind, index, .. } => {
+            format!("{}[{index}].metadata.name", list_of(*kind))
+        }
+        ModelError::Unnamed { kind, index, field } => {
+            format!("{}[{index}].metadata.{field}", list_of(*kind))
+        }
         ModelError::AddressInUse { claimant, .. } => match claimant {
             AddressSlot::WorkloadIp { index, ip_index } => {
                 format!("workloads[{index}].ips[{ip_index}]")
@@ -152,6 +189,49 @@ fn locate(err: &ModelError) -> String {
             }
         },
     }
+}
+
+/// The document's key for a list of objects of `kind`.
+fn list_of(kind: GatewayApiKind) -> &'static str {
+    match kind {
+        GatewayApiKind::Gateway => "gateways",
+        GatewayApiKind::HttpRoute => "httpRoutes",
+        GatewayApiKind::GrpcRoute => "grpcRoutes",
+    }
+}
+
+/// A Gateway API object from its manifest at `at`: the kind and apiVersion must be `K`'s,
+/// name and namespace given; the object is then trimmed as the model keeps it.
+fn object<K, S>(
+    manifest: document::Manifest<S>,
+    at: &str,
+    build: impl FnOnce(ObjectMeta, S) -> K,
+) -> Result<K, Rejected>
+where
+    K: Resource<DynamicType = ()> + Trimmed,
+{
+    let expected_kind = K::kind(&());
+    if manifest.kind != expected_kind {
+        let problem = FieldProblem::WrongKind {
+            expected: expected_kind.into_owned(),
+            got: manifest.kind,
+        };
+        return Err(reject(format!("{at}.kind"), problem));
+    }
+    let expected_version = K::api_version(&());
+    if manifest.api_version != expected_version {
+        let problem = FieldProblem::WrongApiVersion {
+            expected: expected_version.into_owned(),
+            got: manifest.api_version,
+        };
+        return Err(reject(format!("{at}.apiVersion"), problem));
+    }
+    let mut metadata = manifest.metadata;
+    let name = metadata.name.take().unwrap_or_default();
+    metadata.name = Some(object_name(name, format!("{at}.metadata.name"))?);
+    let namespace = metadata.namespace.take().unwrap_or_default();
+    metadata.namespace = Some(object_name(namespace, format!("{at}.metadata.namespace"))?);
+    Ok(build(metadata, manifest.spec).trimmed())
 }
 
 fn node(i: usize, node: document::Node) -> Result<Node, Rejected> {
@@ -190,9 +270,13 @@ fn workload(i: usize, w: document::Workload, nodes: &[String]) -> Result<Workloa
         return Err(reject(at("netns"), FieldProblem::Empty));
     }
     dataplane_mode(&w.labels, &format!("workloads[{i}]"))?;
+    if w.uid.as_ref().is_some_and(String::is_empty) {
+        return Err(reject(at("uid"), FieldProblem::Empty));
+    }
     Ok(Workload {
         name,
         namespace,
+        uid: w.uid,
         service_account,
         node: w.node,
         ips,
@@ -224,6 +308,7 @@ fn service(i: usize, svc: document::Service) -> Result<Service, Rejected> {
         vips,
         ports,
         selector: svc.selector,
+        labels: svc.labels,
     })
 }
 

@@ -1,16 +1,19 @@
 //! Where the model comes from: each source fills a `ClusterState` and builds a `Model`.
 //!
-//! Only the YAML file source exists so far ([`load`], [`parse`], and [`FileSource`] to follow
-//! edits); a Kubernetes source will end in the same `Model::new`.
+//! Two sources, one model: the YAML file ([`load`], [`parse`], and [`FileSource`] to follow
+//! edits) and the Kubernetes API ([`KubeSource`]). Both publish on a
+//! `watch::Receiver<Arc<Model>>`, so consumers do not care which one runs.
 
 mod document;
 mod error;
 mod file;
+pub mod kube;
 mod watch;
 
 #[cfg(test)]
 mod tests;
 
+pub use self::kube::{KubeSettings, KubeSource};
 pub use error::{ConfigError, FieldProblem, Origin};
 pub use file::{load, parse};
 pub use watch::{FileSource, DEFAULT_POLL_INTERVAL};

@@ -3,8 +3,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::enrollment;
-use super::ClusterState;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::labels::GATEWAY_NAME;
+use super::route::key;
+use super::{enrollment, ClusterState};
 
 /// Why a [`ClusterState`] cannot become a model: two objects claim the same key or address.
 ///
@@ -29,6 +32,20 @@ pub enum ModelError {
         namespace: String,
         name: String,
     },
+    #[error("{kind} {namespace}/{name} is listed twice")]
+    DuplicateObject {
+        kind: GatewayApiKind,
+        index: usize,
+        namespace: String,
+        name: String,
+    },
+    #[error("{kind} without metadata.{field}")]
+    Unnamed {
+        kind: GatewayApiKind,
+        index: usize,
+        /// `name` or `namespace`.
+        field: &'static str,
+    },
     #[error("{ip} is already an address of {owner}; an IP belongs to one workload or service")]
     AddressInUse {
         ip: IpAddr,
@@ -36,6 +53,24 @@ pub enum ModelError {
         /// The object that listed the address first, e.g. `workload shop/echo-1`.
         owner: String,
     },
+}
+
+/// The Gateway API kinds the model holds, named as in manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GatewayApiKind {
+    Gateway,
+    HttpRoute,
+    GrpcRoute,
+}
+
+impl std::fmt::Display for GatewayApiKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Gateway => "Gateway",
+            Self::HttpRoute => "HTTPRoute",
+            Self::GrpcRoute => "GRPCRoute",
+        })
+    }
 }
 
 /// Where an address is listed in a [`ClusterState`].
@@ -52,6 +87,12 @@ pub(super) struct Index {
     pub namespaces: HashMap<String, usize>,
     pub workloads: NamespacedNames,
     pub services: NamespacedNames,
+    pub gateways: NamespacedNames,
+    pub http_routes: NamespacedNames,
+    pub grpc_routes: NamespacedNames,
+    /// Per namespace, then Gateway name, the positions of the workloads labelled
+    /// `gateway.networking.k8s.io/gateway-name` with that name.
+    pub by_gateway: HashMap<String, HashMap<String, Vec<usize>>>,
     /// Workload IPs and service VIPs; host-network workloads are left out.
     pub addresses: HashMap<IpAddr, Address>,
     /// Per service position, the positions of its endpoints.
@@ -138,6 +179,29 @@ impl Index {
                 index.claim(state, *vip, slot, Address::ServiceVip(i))?;
             }
         }
+        index.gateways = named(
+            GatewayApiKind::Gateway,
+            state.gateways.iter().map(|g| &g.metadata),
+        )?;
+        index.http_routes = named(
+            GatewayApiKind::HttpRoute,
+            state.http_routes.iter().map(|r| &r.metadata),
+        )?;
+        index.grpc_routes = named(
+            GatewayApiKind::GrpcRoute,
+            state.grpc_routes.iter().map(|r| &r.metadata),
+        )?;
+        for (i, w) in state.workloads.iter().enumerate() {
+            if let Some(gateway) = w.labels.get(GATEWAY_NAME) {
+                index
+                    .by_gateway
+                    .entry(w.namespace.clone())
+                    .or_default()
+                    .entry(gateway.clone())
+                    .or_default()
+                    .push(i);
+            }
+        }
         index.endpoints = endpoints(state);
         for (i, w) in state.workloads.iter().enumerate() {
             let namespace = index
@@ -180,6 +244,32 @@ impl Index {
             }),
         }
     }
+}
+
+/// Positions of Gateway API objects by namespace and name, refusing an unnamed object or a
+/// name listed twice.
+fn named<'a>(
+    kind: GatewayApiKind,
+    metas: impl Iterator<Item = &'a ObjectMeta>,
+) -> Result<NamespacedNames, ModelError> {
+    let mut names = NamespacedNames::default();
+    for (index, meta) in metas.enumerate() {
+        let (namespace, name) = key(meta);
+        for (field, value) in [("namespace", namespace), ("name", name)] {
+            if value.is_empty() {
+                return Err(ModelError::Unnamed { kind, index, field });
+            }
+        }
+        if !names.insert(namespace, name, index) {
+            return Err(ModelError::DuplicateObject {
+                kind,
+                index,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+    }
+    Ok(names)
 }
 
 /// Per service, the workloads it selects, found among the workloads of its namespace only.

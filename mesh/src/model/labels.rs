@@ -25,3 +25,17 @@ impl DataplaneMode {
         }
     }
 }
+
+/// On a Service, a pod or a namespace: the name of the Gateway (in the same namespace) whose
+/// waypoint carries its traffic; [`NO_WAYPOINT`] opts out of a waypoint the namespace names.
+pub const USE_WAYPOINT: &str = "ambit.dev/use-waypoint";
+
+/// The value of [`USE_WAYPOINT`] that means "no waypoint", overriding the namespace's.
+pub const NO_WAYPOINT: &str = "none";
+
+/// On a pod: the Gateway it implements. A waypoint is reached at the addresses of the pods
+/// labelled with its name (the label Gateway API implementations put on their deployments).
+pub const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// The `gatewayClassName` of Gateways that are Ambit waypoints.
+pub const WAYPOINT_CLASS: &str = "ambit-waypoint";

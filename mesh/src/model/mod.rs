@@ -8,6 +8,8 @@
 //! - node and namespace names are unique, workload and service names unique per namespace;
 //! - an IP is the address of at most one workload or service VIP; host-network workloads
 //!   share their node's address, are exempt, and are not found by IP;
+//! - Gateways, HTTPRoutes and GRPCRoutes are unique per namespace, and are kept as the
+//!   gateway-api crate's types, trimmed by [`Trimmed`];
 //! - lookups by IP, by name and by node are hash lookups on indexes built by [`Model::new`].
 
 mod cidr;
@@ -17,7 +19,9 @@ pub mod labels;
 mod namespace;
 mod node;
 mod redirect;
+mod route;
 mod service;
+mod waypoint;
 mod workload;
 
 #[cfg(test)]
@@ -26,15 +30,20 @@ mod tests;
 use std::fmt;
 use std::net::IpAddr;
 
+use gateway_api::experimental::grpcroutes::GrpcRoute;
+use gateway_api::experimental::httproutes::HttpRoute;
+use gateway_api::gateways::Gateway;
 use serde::{Serialize, Serializer};
 
 pub use cidr::{Cidr, CidrError};
 pub use enrollment::Enrollment;
-pub use index::{AddressSlot, ModelError};
+pub use index::{AddressSlot, GatewayApiKind, ModelError};
 pub use namespace::Namespace;
 pub use node::Node;
 pub use redirect::RedirectSettings;
+pub use route::{trimmed_meta, Trimmed};
 pub use service::{Protocol, Service, ServicePort};
+pub use waypoint::{dangling_waypoints, is_waypoint, DanglingWaypoint, WaypointTarget};
 pub use workload::{Workload, DEFAULT_SERVICE_ACCOUNT};
 
 use index::{Address, Index};
@@ -52,6 +61,16 @@ pub struct ClusterState {
     pub namespaces: Vec<Namespace>,
     pub workloads: Vec<Workload>,
     pub services: Vec<Service>,
+    /// Gateways; those of class `ambit-waypoint` are waypoints ([`Model::waypoint_for`]).
+    /// (Empty Gateway API lists are left out of a dump, which older readers then accept.)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<Gateway>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http_routes: Vec<HttpRoute>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grpc_routes: Vec<GrpcRoute>,
+    // Ambit's TrafficPolicy CRD (mesh/src/api/) joins here as `traffic_policies`, read by both
+    // sources like the routes.
     pub redirect: RedirectSettings,
 }
 
@@ -63,6 +82,9 @@ impl Default for ClusterState {
             namespaces: Vec::new(),
             workloads: Vec::new(),
             services: Vec::new(),
+            gateways: Vec::new(),
+            http_routes: Vec::new(),
+            grpc_routes: Vec::new(),
             redirect: RedirectSettings::default(),
         }
     }
@@ -109,6 +131,55 @@ impl Model {
 
     pub fn services(&self) -> &[Service] {
         &self.state.services
+    }
+
+    pub fn gateways(&self) -> &[Gateway] {
+        &self.state.gateways
+    }
+
+    pub fn http_routes(&self) -> &[HttpRoute] {
+        &self.state.http_routes
+    }
+
+    pub fn grpc_routes(&self) -> &[GrpcRoute] {
+        &self.state.grpc_routes
+    }
+
+    pub fn gateway(&self, namespace: &str, name: &str) -> Option<&Gateway> {
+        let i = self.index.gateways.get(namespace, name)?;
+        Some(&self.state.gateways[i])
+    }
+
+    pub fn http_route(&self, namespace: &str, name: &str) -> Option<&HttpRoute> {
+        let i = self.index.http_routes.get(namespace, name)?;
+        Some(&self.state.http_routes[i])
+    }
+
+    pub fn grpc_route(&self, namespace: &str, name: &str) -> Option<&GrpcRoute> {
+        let i = self.index.grpc_routes.get(namespace, name)?;
+        Some(&self.state.grpc_routes[i])
+    }
+
+    /// The waypoint (an `ambit-waypoint` Gateway) that traffic to `target` goes through, if
+    /// any: the object's `ambit.dev/use-waypoint` label wins over its namespace's, `none` opts
+    /// out, and the Gateway must exist in the object's namespace with class `ambit-waypoint`;
+    /// a waypoint's own pods use none. The rule's reasons are in `model/waypoint.rs`.
+    pub fn waypoint_for<'a>(&self, target: impl Into<WaypointTarget<'a>>) -> Option<&Gateway> {
+        waypoint::waypoint_for(self, target.into())
+    }
+
+    /// The workloads that implement `gateway` (labelled
+    /// `gateway.networking.k8s.io/gateway-name: <name>` in its namespace): a waypoint is
+    /// reached at their addresses. In the order they were listed.
+    pub fn waypoint_workloads(&self, gateway: &Gateway) -> impl Iterator<Item = &Workload> + '_ {
+        let (namespace, name) = route::key(&gateway.metadata);
+        self.index
+            .by_gateway
+            .get(namespace)
+            .and_then(|names| names.get(name))
+            .into_iter()
+            .flatten()
+            .map(|&w| &self.state.workloads[w])
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {

@@ -19,6 +19,10 @@ pub struct Service {
     /// selects nothing, as for a Kubernetes Service without a selector.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: BTreeMap<String, String>,
+    /// The Service's own labels, such as `ambit.dev/use-waypoint` (see
+    /// [`Model::waypoint_for`](super::Model::waypoint_for)).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,6 +14,10 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 pub struct Workload {
     pub name: String,
     pub namespace: String,
+    /// The pod's UID (`metadata.uid`), from which the node agent finds its cgroup and network
+    /// namespace; `None` when the source does not know it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// With the namespace and the trust domain, the workload's SPIFFE ID.
     pub service_account: String,
     /// The name of the node the pod is scheduled on.

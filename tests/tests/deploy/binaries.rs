@@ -16,12 +16,6 @@ const PENDING_FLAGS: &[(&str, &str, &str, &str)] = &[
     (
         "ambit-node",
         "run",
-        "--config-source",
-        "the Kubernetes config source (today: --config FILE)",
-    ),
-    (
-        "ambit-node",
-        "run",
         "--ca-token-file",
         "CA authentication by service-account token (today: --identity-dir)",
     ),

@@ -14,6 +14,7 @@ const GRANTS: &[(&str, &str, &str, &str, &str)] = &[
     // (service account, API group, resource, verbs, reason)
     ("ambit-node", "", "namespaces", "get list watch", "enrollment: the namespace's ambit.dev/dataplane-mode label"),
     ("ambit-node", "", "pods", "get list watch", "the workloads on this node: IPs, service account, opt-out label"),
+    ("ambit-node", "", "nodes", "list watch", "each node's address, where its agent answers HBONE on 15008"),
     ("ambit-node", "", "services", "get list watch", "service VIPs and ports to resolve redirected connects"),
     ("ambit-node", "discovery.k8s.io", "endpointslices", "get list watch", "a service's endpoints for load balancing"),
     ("ambit-node", "gateway.networking.k8s.io", "gateways", "get list watch", "which services have a waypoint"),

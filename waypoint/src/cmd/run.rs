@@ -168,10 +168,16 @@ async fn follow(
     }
 }
 
-/// The one place the engine's config is assembled; once the mesh model carries HTTPRoutes,
-/// pass them instead of the route file's.
+/// The one place the engine's config is assembled: the mesh model's HTTPRoutes, then any
+/// from the route file (which also adds traffic policies and TCP routes).
 fn apply(waypoint: &Waypoint, model: &Model, extra: &Config) {
-    let config = hbone::engine_config(model, &extra.http_routes, extra);
+    let routes: Vec<_> = model
+        .http_routes()
+        .iter()
+        .chain(&extra.http_routes)
+        .cloned()
+        .collect();
+    let config = hbone::engine_config(model, &routes, extra);
     let verdicts = waypoint.apply(&config);
     let accepted = verdicts.iter().filter(|v| v.accepted).count();
     tracing::info!(

@@ -2,6 +2,7 @@
 
 mod enrollment;
 mod lookups;
+mod waypoint;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,7 @@ fn workload(namespace: &str, name: &str, node: &str, ip: &str) -> Workload {
     Workload {
         name: name.to_owned(),
         namespace: namespace.to_owned(),
+        uid: None,
         service_account: "default".to_owned(),
         node: node.to_owned(),
         ips: vec![ip.parse().unwrap()],
@@ -59,6 +61,7 @@ fn service(namespace: &str, name: &str, vip: &str, selector: &[(&str, &str)]) ->
             protocol: Protocol::Tcp,
         }],
         selector: labels(selector),
+        labels: BTreeMap::new(),
     }
 }
 

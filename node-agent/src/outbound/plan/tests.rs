@@ -31,6 +31,7 @@ fn workload(ns: &str, name: &str, sa: &str, node: &str, pod_ip: &str) -> Workloa
     Workload {
         name: name.into(),
         namespace: ns.into(),
+        uid: None,
         service_account: sa.into(),
         node: node.into(),
         ips: vec![ip(pod_ip)],
@@ -60,6 +61,7 @@ fn model() -> Model {
             protocol: Protocol::Tcp,
         }],
         selector: BTreeMap::from([("app".to_string(), "echo".to_string())]),
+        labels: BTreeMap::new(),
     };
     let mut old_svc = echo_svc.clone();
     old_svc.name = "old-svc".into();

@@ -129,7 +129,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
 
     let redirect = redirect::load(&RedirectSpec {
         pin_dir: pin_dir(&spec.bpffs, &spec.node),
-        cgroup,
+        cgroup: cgroup.clone(),
         agent_ip4,
         agent_ip6,
         agent_netns_cookie: netns::current_cookie().context("reading the agent's netns cookie")?,
@@ -162,7 +162,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
     let mut sweeper = records::Sweeper::default();
     sweeper.sweep(&maps).context("sweeping stale records")?;
 
-    let mut enroller = Enroller::default();
+    let mut enroller = Enroller::new(cgroup);
     apply_model(&mut enroller, &maps, &model, &spec.node);
 
     let source_ip = agent_ip4.map(IpAddr::V4).or(agent_ip6.map(IpAddr::V6));

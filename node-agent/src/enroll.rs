@@ -18,7 +18,7 @@ use ambit_mesh::model::Model;
 use anyhow::{anyhow, Result};
 
 use crate::kernel_maps::KernelMaps;
-use crate::netns;
+use crate::{netns, pod_netns};
 
 /// The outcome of one reconcile, for logs and the readiness page.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -31,8 +31,10 @@ pub struct EnrollReport {
     pub failed: BTreeMap<String, String>,
 }
 
-#[derive(Default)]
 pub struct Enroller {
+    /// The kubepods cgroup (the agent's `--cgroup`): where a pod known only by its UID is
+    /// looked for (see `pod_netns`).
+    pods_cgroup: PathBuf,
     /// (path, device, inode) of a netns file -> its cookie.
     cookies: HashMap<(PathBuf, u64, u64), u64>,
     /// What the last reconcile wrote into ENROLLED_NETNS, for readers on the connection path.
@@ -61,6 +63,14 @@ impl EnrolledNames {
 }
 
 impl Enroller {
+    pub fn new(pods_cgroup: PathBuf) -> Self {
+        Self {
+            pods_cgroup,
+            cookies: HashMap::new(),
+            names: Arc::default(),
+        }
+    }
+
     /// The names this enroller publishes after each reconcile.
     pub fn names(&self) -> Arc<EnrolledNames> {
         Arc::clone(&self.names)
@@ -77,11 +87,30 @@ impl Enroller {
         let mut seen = HashMap::new();
         for workload in model.enrolled_on_node(node) {
             let name = format!("{}/{}", workload.namespace, workload.name);
-            let Some(path) = workload.netns.as_deref() else {
-                report
-                    .failed
-                    .insert(name, "no network namespace path in the config".to_string());
-                continue;
+            // A file source names the netns; Kubernetes names the pod UID, whose cgroup
+            // leads to a process in the pod's netns.
+            let found;
+            let path = match (workload.netns.as_deref(), workload.uid.as_deref()) {
+                (Some(path), _) => path,
+                (None, Some(uid)) => {
+                    match pod_netns::pod_netns(&self.pods_cgroup, Path::new("/proc"), uid) {
+                        Ok(path) => {
+                            found = path;
+                            &found
+                        }
+                        Err(e) => {
+                            report.failed.insert(name, e.to_string());
+                            continue;
+                        }
+                    }
+                }
+                (None, None) => {
+                    report.failed.insert(
+                        name,
+                        "neither a network namespace path nor a pod UID in the config".into(),
+                    );
+                    continue;
+                }
             };
             match self.cookie(path, &mut seen) {
                 Ok(cookie) => {

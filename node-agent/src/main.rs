@@ -12,6 +12,7 @@ mod kernel_maps;
 mod metrics;
 mod netns;
 mod outbound;
+mod pod_netns;
 mod preflight;
 mod records;
 mod redirect;

@@ -61,3 +61,81 @@ fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
     );
     held.ping().expect("still open");
 }
+
+/// As on a Kubernetes node: the config knows `shop/client` only by its pod UID, and the agent
+/// finds its network namespace through a process in the kubelet's cgroup for that UID
+/// (systemd driver layout, burstable QoS).
+#[test]
+fn a_pod_known_by_uid_is_found_through_its_kubelet_cgroup() {
+    if !require_privileged() {
+        return;
+    }
+    const UID: &str = "0c3f5e2a-7b1d-4e8f-9a6b-5d4c3b2a1908";
+    let RunningShop {
+        mut mesh,
+        client,
+        server,
+        node2,
+        ..
+    } = running_shop("poduid", &[], "echo-2");
+
+    eprintln!("the config gives shop/client's UID instead of its netns path");
+    let workload = mesh
+        .state_mut()
+        .workloads
+        .iter_mut()
+        .find(|w| w.namespace == "shop" && w.name == "client")
+        .expect("shop/client in the config");
+    workload.netns = None;
+    workload.uid = Some(UID.to_string());
+    mesh.write_config().expect("config");
+
+    eprintln!("no cgroup for that UID yet: shop/client is not enrolled, and says why");
+    mesh.wait_enrolled("node1", &["shop/echo-1"])
+        .expect("only echo-1 enrolled");
+    let seen = mesh
+        .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
+        .expect("whoami");
+    assert_eq!(
+        seen.peer.ip(),
+        IpAddr::V4(client.ip),
+        "not redirected: {seen:?}"
+    );
+
+    eprintln!("a process of the pod appears in the kubelet's cgroup for the UID");
+    // The agent's `--cgroup` in the sandbox is the node's cgroup (`<node>/pods/<pod>` are
+    // its pods): there the agent looks for kubelet-named pod cgroups.
+    let kubepods = client
+        .cgroup_dir
+        .parent()
+        .and_then(|pods| pods.parent())
+        .expect("the node's cgroup");
+    let container = kubepods
+        .join("kubepods-burstable.slice")
+        .join(format!(
+            "kubepods-burstable-pod{}.slice",
+            UID.replace('-', "_")
+        ))
+        .join("cri-containerd-pause.scope");
+    std::fs::create_dir_all(&container).expect("creating the kubelet-style cgroup");
+    let mut sleep = std::process::Command::new("sleep");
+    sleep.arg("600");
+    let pause = mesh
+        .sb
+        .spawn_in_pod(&client, sleep)
+        .expect("a long-lived process in shop/client");
+    std::fs::write(container.join("cgroup.procs"), pause.pid().to_string())
+        .expect("moving the process into the container's cgroup");
+
+    eprintln!("the agent finds the netns from the UID and enrolls shop/client");
+    mesh.wait_enrolled("node1", &NODE1_ENROLLED)
+        .expect("shop/client enrolled by UID");
+    let seen = mesh
+        .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
+        .expect("whoami");
+    assert_eq!(
+        seen.peer.ip(),
+        IpAddr::V4(node2.address),
+        "redirected through the agents: {seen:?}"
+    );
+}

@@ -117,63 +117,11 @@ pub fn render(o: &Observed) -> String {
     );
     let enrolled = o.enrolled.len();
     let _ = writeln!(out, "ambit_enrolled_workloads {enrolled}");
-    if let Some(h) = &o.hbone_server {
-        family(
-            &mut out,
-            "ambit_hbone_inbound_connections_total",
-            "counter",
-            "Connections on the HBONE port (15008), by outcome.",
-        );
-        for (outcome, v) in [
-            ("accepted", &h.connections_accepted),
-            ("plaintext_refused", &h.plaintext_refused),
-            ("handshake_timeout", &h.handshake_timeouts),
-            ("client_cert_rejected", &h.client_certs_rejected),
-            ("handshake_failed", &h.handshakes_failed),
-        ] {
-            let _ = writeln!(
-                out,
-                "ambit_hbone_inbound_connections_total{{outcome=\"{outcome}\"}} {}",
-                v.load(Relaxed)
-            );
-        }
-        family(
-            &mut out,
-            "ambit_hbone_inbound_streams_total",
-            "counter",
-            "CONNECT streams received, by HTTP status.",
-        );
-        for (status, v) in [
-            ("200", &h.streams_accepted),
-            ("400", &h.streams_bad_request),
-            ("401", &h.streams_denied),
-            ("503", &h.streams_unreachable),
-        ] {
-            let _ = writeln!(
-                out,
-                "ambit_hbone_inbound_streams_total{{status=\"{status}\"}} {}",
-                v.load(Relaxed)
-            );
-        }
+    if let Some(server) = &o.hbone_server {
+        server.render(&mut out);
     }
-    if let Some(p) = &o.hbone_pool {
-        family(
-            &mut out,
-            "ambit_hbone_outbound_connections_total",
-            "counter",
-            "Pooled mTLS connections to other agents, by event.",
-        );
-        for (event, v) in [
-            ("opened", &p.connections_opened),
-            ("closed", &p.connections_closed),
-            ("failed", &p.connect_failures),
-        ] {
-            let _ = writeln!(
-                out,
-                "ambit_hbone_outbound_connections_total{{event=\"{event}\"}} {}",
-                v.load(Relaxed)
-            );
-        }
+    if let Some(pool) = &o.hbone_pool {
+        pool.render(&mut out);
     }
     family(
         &mut out,

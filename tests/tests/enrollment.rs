@@ -2,11 +2,11 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use ambit_e2e::require_privileged;
-use ambit_e2e::testapp::{ECHO_PORT, WHOAMI_PORT};
-use common::{running_shop, RunningShop, NODE1_ENROLLED};
+use ambit_e2e::testapp::ECHO_PORT;
+use common::{assert_server_saw, running_shop, RunningShop, NODE1_ENROLLED};
 
 #[test]
 fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
@@ -33,14 +33,7 @@ fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
     mesh.wait_enrolled("node1", &[]).expect("nothing enrolled");
 
     eprintln!("new connections go direct; the open one still works");
-    let seen = mesh
-        .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
-        .expect("whoami");
-    assert_eq!(
-        seen.peer.ip(),
-        IpAddr::V4(client.ip),
-        "after un-enrolling: {seen:?}"
-    );
+    assert_server_saw(&mesh, &client, &server, client.ip, "after un-enrolling");
     for _ in 0..3 {
         held.ping()
             .expect("the open connection survives un-enrolling");
@@ -51,14 +44,7 @@ fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
     mesh.write_config().expect("config");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled again");
-    let seen = mesh
-        .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
-        .expect("whoami");
-    assert_eq!(
-        seen.peer.ip(),
-        IpAddr::V4(node2.address),
-        "after re-enrolling: {seen:?}"
-    );
+    assert_server_saw(&mesh, &client, &server, node2.address, "after re-enrolling");
     held.ping().expect("still open");
 }
 
@@ -93,14 +79,7 @@ fn a_pod_known_by_uid_is_found_through_its_kubelet_cgroup() {
     eprintln!("no cgroup for that UID yet: shop/client is not enrolled, and says why");
     mesh.wait_enrolled("node1", &["shop/echo-1"])
         .expect("only echo-1 enrolled");
-    let seen = mesh
-        .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
-        .expect("whoami");
-    assert_eq!(
-        seen.peer.ip(),
-        IpAddr::V4(client.ip),
-        "not redirected: {seen:?}"
-    );
+    assert_server_saw(&mesh, &client, &server, client.ip, "not redirected");
 
     eprintln!("a process of the pod appears in the kubelet's cgroup for the UID");
     // The agent's `--cgroup` in the sandbox is the node's cgroup (`<node>/pods/<pod>` are
@@ -130,12 +109,11 @@ fn a_pod_known_by_uid_is_found_through_its_kubelet_cgroup() {
     eprintln!("the agent finds the netns from the UID and enrolls shop/client");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("shop/client enrolled by UID");
-    let seen = mesh
-        .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
-        .expect("whoami");
-    assert_eq!(
-        seen.peer.ip(),
-        IpAddr::V4(node2.address),
-        "redirected through the agents: {seen:?}"
+    assert_server_saw(
+        &mesh,
+        &client,
+        &server,
+        node2.address,
+        "redirected through the agents",
     );
 }

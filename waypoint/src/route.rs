@@ -14,7 +14,7 @@ use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::mirror::Mirrors;
 use crate::model::Destination;
-use crate::routes::{Lookup, Routed};
+use crate::routes::{Lookup, Routed, Rule};
 use crate::stack::{call, step, HttpService, Snapshot};
 
 pub fn layer(
@@ -28,23 +28,27 @@ pub fn layer(
         let (metrics, mirrors, backend) = (metrics.clone(), mirrors.clone(), backend.clone());
         Box::pin(async move {
             let start = Instant::now();
-            let (label, response) = route(request, next, snapshot, &mirrors, &backend).await;
-            metrics.observe(&label, response.status(), start.elapsed());
+            let (rule, response) = route(request, next, snapshot, &mirrors, &backend).await;
+            let label = rule.as_deref().map_or(NO_RULE, |rule| rule.label.as_str());
+            metrics.observe(label, response.status(), start.elapsed());
             Ok(response)
         })
     })
 }
 
-/// Routes one request; returns the rule's metrics label and the answer.
+/// The metrics label of requests no rule took (no destination, no match).
+const NO_RULE: &str = "none";
+
+/// Routes one request; returns the rule that took it (for its metrics label) and the answer.
 async fn route(
     mut request: Request<Body>,
     next: HttpService,
     snapshot: Arc<Snapshot>,
     mirrors: &Mirrors,
     backend: &HttpService,
-) -> (String, Response<Body>) {
+) -> (Option<Arc<Rule>>, Response<Body>) {
     let Some(destination) = request.extensions().get::<Destination>().cloned() else {
-        return ("none".to_owned(), status(StatusCode::INTERNAL_SERVER_ERROR));
+        return (None, status(StatusCode::INTERNAL_SERVER_ERROR));
     };
     let lookup = snapshot.table.lookup(
         &destination,
@@ -54,7 +58,7 @@ async fn route(
     );
     let routed = match lookup {
         Lookup::Matched(routed) => routed,
-        Lookup::NotFound => return ("none".to_owned(), status(StatusCode::NOT_FOUND)),
+        Lookup::NotFound => return (None, status(StatusCode::NOT_FOUND)),
         Lookup::NoRoutes => Routed {
             rule: snapshot.passthrough.clone(),
             prefix: None,
@@ -62,11 +66,10 @@ async fn route(
         },
     };
     let rule = routed.rule.clone();
-    let label = rule.label.clone();
     let filters = &rule.filters;
     let prefix = routed.prefix.as_deref();
     if let Some(redirect) = &filters.redirect {
-        return (label, redirect.response(&request, prefix));
+        return (Some(rule.clone()), redirect.response(&request, prefix));
     }
     if let Some(modifier) = &filters.request_headers {
         modifier.apply(request.headers_mut());
@@ -86,7 +89,7 @@ async fn route(
     if let Some(modifier) = &filters.response_headers {
         modifier.apply(response.headers_mut());
     }
-    (label, response)
+    (Some(rule), response)
 }
 
 fn error_response(error: &ProxyError) -> Response<Body> {

@@ -24,7 +24,7 @@ mod tests;
 pub use client::{HboneStream, TunnelError};
 pub use headers::{forwarded_for, parse_forwarded_for, BAGGAGE, FORWARDED};
 pub use pool::{CertSource, Pool, PoolKey, PoolSettings};
-pub use relay::{TunnelBytes, RELAY_BUFFER};
+pub use relay::{CountedCaller, TunnelBytes, TunnelStream, Upstream, RELAY_BUFFER};
 pub use server::{ConnectRequest, HboneServer, Inbound, Refusal, ServerSettings};
 pub use stats::{PoolStats, ServerStats};
 

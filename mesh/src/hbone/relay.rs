@@ -1,19 +1,30 @@
-//! Relaying a tunnelled stream and its destination both ways, counting bytes.
+//! Carrying an accepted tunnel stream to its destination, counting the caller's bytes.
 //!
-//! `copy_bidirectional` gives backpressure (it only reads what it can write) and half-close
-//! (EOF on one side becomes a shutdown of the other's write half); the counting wrapper keeps
-//! the byte counts even when the relay ends in an error.
+//! A node agent relays the stream into a pod's socket; a waypoint serves HTTP on it directly.
+//! Both are an [`Upstream`]: the server hands it the stream once the caller has its 200, and
+//! the bytes are counted on the caller's side of the stream, so every kind of delivery keeps
+//! the same [`TunnelBytes`] without a copy through a pipe.
+//!
+//! The byte-stream relay is `copy_bidirectional`: it gives backpressure (it only reads what it
+//! can write) and half-close (EOF on one side becomes a shutdown of the other's write half);
+//! the counts survive a relay that ends in an error.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes moved per read/write on each side of a relay.
 pub const RELAY_BUFFER: usize = 256 * 1024;
+
+/// An accepted CONNECT stream, as the HBONE server hands it to its [`Upstream`].
+pub type TunnelStream = TokioIo<Upgraded>;
 
 /// Bytes one tunnelled connection carried.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,44 +35,64 @@ pub struct TunnelBytes {
     pub to_caller: u64,
 }
 
-/// Relays `caller` ↔ `destination` until both directions are closed.
-pub(super) async fn relay<C, D>(caller: &mut C, destination: D) -> (TunnelBytes, io::Result<()>)
+/// Where an accepted stream goes: what [`super::Inbound::connect`] returned, given the stream
+/// once the caller has its 200. Any connected byte stream (a pod's socket) is relayed.
+pub trait Upstream: Send + 'static {
+    /// Carries `stream` until both directions are closed; the server reads the caller's byte
+    /// counts off `stream` afterwards, also when this ends in an error.
+    fn deliver(
+        self,
+        stream: CountedCaller<TunnelStream>,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl<T> Upstream for T
 where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    D: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    async fn deliver(mut self, mut stream: CountedCaller<TunnelStream>) -> io::Result<()> {
+        tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut self, RELAY_BUFFER, RELAY_BUFFER)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Delivers `stream` to `upstream`, counting the caller's bytes.
+pub(super) async fn deliver<U: Upstream>(
+    stream: TunnelStream,
+    upstream: U,
+) -> (TunnelBytes, io::Result<()>) {
     let counts = Arc::new(Counts::default());
-    let mut destination = Counted {
-        inner: destination,
+    let stream = CountedCaller {
+        inner: stream,
         counts: counts.clone(),
     };
-    let result = tokio::io::copy_bidirectional_with_sizes(
-        caller,
-        &mut destination,
-        RELAY_BUFFER,
-        RELAY_BUFFER,
-    )
-    .await
-    .map(|_| ());
-    let bytes = TunnelBytes {
-        from_caller: counts.written.load(Ordering::Relaxed),
-        to_caller: counts.read.load(Ordering::Relaxed),
-    };
-    (bytes, result)
+    let result = upstream.deliver(stream).await;
+    (counts.bytes(), result)
 }
 
 #[derive(Default)]
 struct Counts {
-    read: AtomicU64,
-    written: AtomicU64,
+    from_caller: AtomicU64,
+    to_caller: AtomicU64,
 }
 
-struct Counted<T> {
+impl Counts {
+    fn bytes(&self) -> TunnelBytes {
+        TunnelBytes {
+            from_caller: self.from_caller.load(Ordering::Relaxed),
+            to_caller: self.to_caller.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The caller's side of a tunnel: reads are bytes from the caller, writes bytes to it.
+pub struct CountedCaller<T> {
     inner: T,
     counts: Arc<Counts>,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for CountedCaller<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -70,12 +101,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len().saturating_sub(before) as u64;
-        self.counts.read.fetch_add(n, Ordering::Relaxed);
+        self.counts.from_caller.fetch_add(n, Ordering::Relaxed);
         poll
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountedCaller<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -83,7 +114,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &poll {
-            self.counts.written.fetch_add(*n as u64, Ordering::Relaxed);
+            self.counts
+                .to_caller
+                .fetch_add(*n as u64, Ordering::Relaxed);
         }
         poll
     }

@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::headers::{parse_forwarded_for, BAGGAGE, FORWARDED};
-use super::relay::{relay, TunnelBytes};
+use super::relay::{deliver, TunnelBytes, Upstream};
 use super::stats::{add, bump, drop_one, ServerStats};
 use crate::identity::SpiffeId;
 use crate::tls;
@@ -72,7 +72,8 @@ impl Refusal {
 ///
 /// Any `Fn(ConnectRequest) -> impl Future<Output = Result<Upstream, Refusal>>` is an `Inbound`.
 pub trait Inbound: Send + Sync + 'static {
-    type Upstream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Usually the connected destination socket; see [`Upstream`].
+    type Upstream: Upstream;
 
     /// Decides on `request` and, if allowed, returns the connected destination.
     fn connect(
@@ -88,7 +89,7 @@ impl<F, Fut, U> Inbound for F
 where
     F: Fn(ConnectRequest) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<U, Refusal>> + Send,
-    U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    U: Upstream,
 {
     type Upstream = U;
 
@@ -333,7 +334,7 @@ impl<I: Inbound> HboneServer<I> {
         tokio::spawn(async move {
             let stats = &server.shared.stats;
             let (bytes, result) = match on_upgrade.await {
-                Ok(upgraded) => relay(&mut TokioIo::new(upgraded), upstream).await,
+                Ok(upgraded) => deliver(TokioIo::new(upgraded), upstream).await,
                 Err(err) => (TunnelBytes::default(), Err(io::Error::other(err))),
             };
             add(&stats.bytes_from_callers, bytes.from_caller);

@@ -1,5 +1,7 @@
-//! Counters of the HBONE server and client pool, read by the agent's metrics endpoint.
+//! Counters of the HBONE server and client pool, and their Prometheus text: the node agent and
+//! the waypoint export them under the same names, so one dashboard covers both.
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What the HBONE server accepted and refused since it started.
@@ -48,6 +50,80 @@ pub struct PoolStats {
     pub streams_opened: AtomicU64,
     /// CONNECT streams answered with another status, or that failed to be sent.
     pub streams_failed: AtomicU64,
+}
+
+impl ServerStats {
+    /// `ambit_hbone_inbound_*` in Prometheus text format, appended to `out`.
+    pub fn render(&self, out: &mut String) {
+        labelled_family(
+            out,
+            "ambit_hbone_inbound_connections_total",
+            "Connections on the HBONE port (15008), by outcome.",
+            "outcome",
+            &[
+                ("accepted", &self.connections_accepted),
+                ("plaintext_refused", &self.plaintext_refused),
+                ("handshake_timeout", &self.handshake_timeouts),
+                ("client_cert_rejected", &self.client_certs_rejected),
+                ("handshake_failed", &self.handshakes_failed),
+            ],
+        );
+        labelled_family(
+            out,
+            "ambit_hbone_inbound_streams_total",
+            "CONNECT streams received, by HTTP status.",
+            "status",
+            &[
+                ("200", &self.streams_accepted),
+                ("400", &self.streams_bad_request),
+                ("401", &self.streams_denied),
+                ("503", &self.streams_unreachable),
+            ],
+        );
+    }
+}
+
+impl PoolStats {
+    /// `ambit_hbone_outbound_*` in Prometheus text format, appended to `out`.
+    pub fn render(&self, out: &mut String) {
+        labelled_family(
+            out,
+            "ambit_hbone_outbound_connections_total",
+            "Pooled mTLS connections to other Ambit proxies, by event.",
+            "event",
+            &[
+                ("opened", &self.connections_opened),
+                ("closed", &self.connections_closed),
+                ("failed", &self.connect_failures),
+            ],
+        );
+        labelled_family(
+            out,
+            "ambit_hbone_outbound_streams_total",
+            "CONNECT streams opened to other Ambit proxies, by result.",
+            "result",
+            &[
+                ("opened", &self.streams_opened),
+                ("failed", &self.streams_failed),
+            ],
+        );
+    }
+}
+
+/// `# HELP`/`# TYPE` of a counter family, then one sample per label value.
+fn labelled_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, &AtomicU64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (value, counter) in samples {
+        let count = counter.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+    }
 }
 
 pub(super) fn bump(counter: &AtomicU64) {

@@ -71,3 +71,23 @@ pub fn running_shop(label: &str, agent_args: &[&str], server: &str) -> RunningSh
         _servers: servers,
     }
 }
+
+/// Runs a whoami from `client` to `server` and checks the address the server saw: the
+/// client's own for a direct connection, the server node's for one the agents relayed.
+pub fn assert_server_saw(
+    mesh: &MeshCluster,
+    client: &Pod,
+    server: &Pod,
+    expected: std::net::Ipv4Addr,
+    when: &str,
+) {
+    use ambit_e2e::testapp::WHOAMI_PORT;
+    let seen = mesh
+        .whoami(client, std::net::SocketAddrV4::new(server.ip, WHOAMI_PORT))
+        .expect("whoami");
+    assert_eq!(
+        seen.peer.ip(),
+        std::net::IpAddr::V4(expected),
+        "{when}: {seen:?}"
+    );
+}

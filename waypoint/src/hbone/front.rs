@@ -1,24 +1,25 @@
 //! The HBONE front end: each accepted `CONNECT <vip>:<port>` stream becomes a connection
 //! served by the engine, addressed to the Service port it names.
 //!
-//! The stream reaches [`Waypoint::serve`] through an in-memory pipe: `ambit_mesh::hbone`'s
-//! server relays the upgraded stream to whatever [`Inbound::connect`] returns.
+//! `connect` only resolves the destination; once the caller has its 200, `ambit_mesh::hbone`'s
+//! server hands the upgraded stream itself to [`Served`], which runs [`Waypoint::serve`] on it
+//! in the stream's own task: no pipe, no copy, no second task.
 
+use std::io;
 use std::sync::Arc;
 
-use ambit_mesh::hbone::{ConnectRequest, HboneServer, Inbound, Refusal, ServerSettings};
+use ambit_mesh::hbone::{
+    ConnectRequest, CountedCaller, HboneServer, Inbound, Refusal, ServerSettings, TunnelStream,
+    Upstream,
+};
 use ambit_mesh::model::Model;
 use ambit_mesh::tls::TlsError;
-use tokio::io::DuplexStream;
 use tokio::sync::watch;
 
 use super::identity::WaypointIdentity;
 use super::resolve;
-use crate::model::Caller;
+use crate::model::{Caller, Destination};
 use crate::Waypoint;
-
-/// Bytes buffered each way between the HBONE stream and the engine.
-const PIPE_BUFFER: usize = 64 * 1024;
 
 /// The waypoint's [`Inbound`]: resolve, then serve.
 pub struct Front {
@@ -29,9 +30,9 @@ pub struct Front {
 }
 
 impl Inbound for Front {
-    type Upstream = DuplexStream;
+    type Upstream = Served;
 
-    async fn connect(&self, request: ConnectRequest) -> Result<DuplexStream, Refusal> {
+    async fn connect(&self, request: ConnectRequest) -> Result<Served, Refusal> {
         let model = self.model.borrow().clone();
         let destination = resolve::destination(&model, &self.namespace, request.target)
             .map_err(|e| Refusal::BadTarget(e.to_string()))?;
@@ -41,14 +42,27 @@ impl Inbound for Front {
             client: request.forwarded_for,
             baggage: request.baggage,
         };
-        let (engine_side, tunnel_side) = tokio::io::duplex(PIPE_BUFFER);
-        let waypoint = self.waypoint.clone();
-        tokio::spawn(async move {
-            if let Err(e) = waypoint.serve(engine_side, destination, caller).await {
-                tracing::debug!(error = %e, "HBONE connection ended");
-            }
-        });
-        Ok(tunnel_side)
+        Ok(Served {
+            waypoint: self.waypoint.clone(),
+            destination,
+            caller,
+        })
+    }
+}
+
+/// An accepted stream's destination and caller, served by the engine once the 200 is sent.
+pub struct Served {
+    waypoint: Arc<Waypoint>,
+    destination: Destination,
+    caller: Caller,
+}
+
+impl Upstream for Served {
+    async fn deliver(self, stream: CountedCaller<TunnelStream>) -> io::Result<()> {
+        self.waypoint
+            .serve(stream, self.destination, self.caller)
+            .await
+            .map_err(io::Error::other)
     }
 }
 

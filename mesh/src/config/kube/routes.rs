@@ -37,26 +37,34 @@ fn is_service(group: Option<&str>, kind: Option<&str>) -> bool {
     group.unwrap_or_default().is_empty() && kind.unwrap_or("Service") == "Service"
 }
 
+/// `(rule index, ref index, names a Service, namespace, name)` of each backendRef of a
+/// route's rules. HTTPRoute and GRPCRoute are generated as separate, field-for-field equal
+/// types, hence a macro rather than a generic function.
+macro_rules! backend_refs {
+    ($route:expr) => {
+        $route
+            .spec
+            .rules
+            .iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(i, rule)| {
+                rule.backend_refs
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(move |(j, b)| {
+                        let service = is_service(b.group.as_deref(), b.kind.as_deref());
+                        (i, j, service, b.namespace.as_deref(), b.name.as_str())
+                    })
+            })
+    };
+}
+
 /// The Service backendRefs of `route`'s rules that `model` does not hold.
 pub fn http_route_missing_backends(model: &Model, route: &HttpRoute) -> Vec<MissingBackend> {
     let namespace = route.metadata.namespace.as_deref().unwrap_or_default();
-    let refs = route
-        .spec
-        .rules
-        .iter()
-        .flatten()
-        .enumerate()
-        .flat_map(|(i, rule)| {
-            rule.backend_refs
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(move |(j, b)| {
-                    let service = is_service(b.group.as_deref(), b.kind.as_deref());
-                    (i, j, service, b.namespace.as_deref(), b.name.as_str())
-                })
-        });
-    missing(model, namespace, refs)
+    missing(model, namespace, backend_refs!(route))
 }
 
 /// As [`http_route_missing_backends`], for a GRPCRoute.
@@ -65,23 +73,7 @@ pub fn grpc_route_missing_backends(
     route: &gateway_api::experimental::grpcroutes::GrpcRoute,
 ) -> Vec<MissingBackend> {
     let namespace = route.metadata.namespace.as_deref().unwrap_or_default();
-    let refs = route
-        .spec
-        .rules
-        .iter()
-        .flatten()
-        .enumerate()
-        .flat_map(|(i, rule)| {
-            rule.backend_refs
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(move |(j, b)| {
-                    let service = is_service(b.group.as_deref(), b.kind.as_deref());
-                    (i, j, service, b.namespace.as_deref(), b.name.as_str())
-                })
-        });
-    missing(model, namespace, refs)
+    missing(model, namespace, backend_refs!(route))
 }
 
 fn missing<'a>(

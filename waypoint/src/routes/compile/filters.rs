@@ -9,16 +9,23 @@ use crate::model::Services;
 use crate::routes::filters::{HeaderModifier, Mirror, PathModifier, Redirect, Rewrite};
 use crate::routes::{BackendRef, RouteId, RuleFilters};
 
-fn header_modifier<'a>(
-    set: Option<impl IntoIterator<Item = (&'a str, &'a str)>>,
-    add: Option<impl IntoIterator<Item = (&'a str, &'a str)>>,
-    remove: Option<&[String]>,
-) -> Result<HeaderModifier, String> {
-    HeaderModifier::compile(
-        set.into_iter().flatten(),
-        add.into_iter().flatten(),
-        remove.unwrap_or_default(),
-    )
+/// Compiles a Request/ResponseHeaderModifier. The four places it appears (rule and backendRef,
+/// request and response) are separate generated types with the same fields, hence a macro.
+macro_rules! header_modifier {
+    ($m:expr) => {{
+        let m = $m;
+        HeaderModifier::compile(
+            m.set
+                .iter()
+                .flatten()
+                .map(|h| (h.name.as_str(), h.value.as_str())),
+            m.add
+                .iter()
+                .flatten()
+                .map(|h| (h.name.as_str(), h.value.as_str())),
+            m.remove.as_deref().unwrap_or_default(),
+        )
+    }};
 }
 
 pub(super) fn backend_filters(
@@ -33,30 +40,14 @@ pub(super) fn backend_filters(
                     .request_header_modifier
                     .as_ref()
                     .ok_or("requestHeaderModifier is missing")?;
-                request = Some(header_modifier(
-                    m.set
-                        .as_ref()
-                        .map(|s| s.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-                    m.add
-                        .as_ref()
-                        .map(|s| s.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-                    m.remove.as_deref(),
-                )?);
+                request = Some(header_modifier!(m)?);
             }
             T::ResponseHeaderModifier => {
                 let m = f
                     .response_header_modifier
                     .as_ref()
                     .ok_or("responseHeaderModifier is missing")?;
-                response = Some(header_modifier(
-                    m.set
-                        .as_ref()
-                        .map(|s| s.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-                    m.add
-                        .as_ref()
-                        .map(|s| s.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-                    m.remove.as_deref(),
-                )?);
+                response = Some(header_modifier!(m)?);
             }
             ref other => return Err(format!("filter {other:?} is not supported on a backendRef")),
         }
@@ -79,30 +70,14 @@ pub(super) fn rule_filters(
                     .request_header_modifier
                     .as_ref()
                     .ok_or_else(|| missing("requestHeaderModifier"))?;
-                out.request_headers = Some(header_modifier(
-                    m.set
-                        .as_ref()
-                        .map(|s| s.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-                    m.add
-                        .as_ref()
-                        .map(|s| s.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-                    m.remove.as_deref(),
-                )?);
+                out.request_headers = Some(header_modifier!(m)?);
             }
             T::ResponseHeaderModifier => {
                 let m = f
                     .response_header_modifier
                     .as_ref()
                     .ok_or_else(|| missing("responseHeaderModifier"))?;
-                out.response_headers = Some(header_modifier(
-                    m.set
-                        .as_ref()
-                        .map(|s| s.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-                    m.add
-                        .as_ref()
-                        .map(|s| s.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-                    m.remove.as_deref(),
-                )?);
+                out.response_headers = Some(header_modifier!(m)?);
             }
             T::RequestRedirect => {
                 let r = f

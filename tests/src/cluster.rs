@@ -29,6 +29,9 @@ use serde_json::Value;
 use crate::sandbox::{Node, Pod, Process, Sandbox};
 use crate::testapp::{parse_report, EchoReport, TestApp, WhoamiLine};
 
+mod waypoint;
+pub use waypoint::{WAYPOINT_HBONE_PORT, WAYPOINT_METRICS_PORT, WAYPOINT_READINESS_PORT};
+
 /// How long an agent may take to load its programs and serve.
 const AGENT_START: Duration = Duration::from_secs(20);
 /// Longest a client command may run in a test.
@@ -47,6 +50,8 @@ pub struct MeshCluster {
     /// in plaintext.
     pub mtls: bool,
     ca: Option<Process>,
+    /// Running waypoints by `namespace/name`.
+    waypoints: BTreeMap<String, Process>,
 }
 
 impl MeshCluster {
@@ -63,6 +68,7 @@ impl MeshCluster {
             agent_args: Vec::new(),
             mtls: true,
             ca: None,
+            waypoints: BTreeMap::new(),
         })
     }
 
@@ -356,18 +362,12 @@ impl MeshCluster {
     /// GET `path` from the agent of node `short` on `port` (15020 metrics, 15021 readiness),
     /// from inside the node's network namespace.
     pub fn agent_http(&self, short: &str, port: u16, path: &str) -> Result<String> {
-        use std::io::{Read as _, Write as _};
         let node = self.node(short)?;
-        let addr = std::net::SocketAddr::from((node.address, port));
-        crate::sandbox::run_inside(&node.netns_path, || {
-            let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                .with_context(|| format!("connecting to {addr}"))?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response)?;
-            Ok(response)
-        })
+        http_get_in(
+            &node.netns_path,
+            std::net::SocketAddr::from((node.address, port)),
+            path,
+        )
     }
 
     /// The value of one metric sample (`name{labels}` exactly as exported) on node `short`.
@@ -515,6 +515,23 @@ fn wait_ready(
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// The whole HTTP/1.1 answer to `GET path` from `addr`, asked from inside `netns`.
+fn http_get_in(netns: &std::path::Path, addr: std::net::SocketAddr, path: &str) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    crate::sandbox::run_inside(netns, || {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })
 }
 
 /// Runs a host command to completion, failing with its stderr.

@@ -98,6 +98,12 @@ enum OutboundError {
         #[source]
         source: ambit_mesh::hbone::TunnelError,
     },
+    #[error("{origin}'s connection to {dialled} must go through waypoint {waypoint}, which is reached only over the mTLS tunnel; this agent runs without a CA (--ca-addr): refused")]
+    WaypointWithoutTunnel {
+        dialled: SocketAddr,
+        origin: String,
+        waypoint: String,
+    },
     #[error("connect to original destination {dst} for {origin} failed")]
     Upstream {
         dst: SocketAddr,
@@ -129,7 +135,9 @@ impl Outbound {
                 this.stats.active.fetch_add(1, Relaxed);
                 if let Err(e) = this.handle(stream, peer).await {
                     match e {
-                        OutboundError::NoRecord { .. } | OutboundError::NoRoute { .. } => {
+                        OutboundError::NoRecord { .. }
+                        | OutboundError::NoRoute { .. }
+                        | OutboundError::WaypointWithoutTunnel { .. } => {
                             tracing::warn!("{e}")
                         }
                         _ => tracing::info!("{e}"),
@@ -167,12 +175,29 @@ impl Outbound {
             }
         };
         tracing::debug!(%origin, %dialled, client = %peer, "relaying");
-        let endpoint = match &hop {
-            Hop::Direct(dst) => *dst,
-            Hop::Tunnel(hop) => hop.actual_destination,
+        // What the balancer counts open connections on: the endpoint, or the waypoint pod.
+        let (endpoint, balanced) = match &hop {
+            Hop::Direct(dst) => (*dst, *dst),
+            Hop::Tunnel(hop) if hop.waypoint.is_some() => {
+                (hop.actual_destination, hop.hbone_target)
+            }
+            Hop::Tunnel(hop) => (hop.actual_destination, hop.actual_destination),
         };
-        let _open = self.balancer.opened(endpoint);
+        let _open = self.balancer.opened(balanced);
         match (hop, &self.tunnel) {
+            // A waypoint is a proxy of its own that speaks only HBONE, wherever it runs.
+            (Hop::Tunnel(hop), Some(tunnel)) if hop.waypoint.is_some() => {
+                self.relay_tunnel(tunnel, client, peer, *hop, origin).await
+            }
+            (Hop::Tunnel(hop), None) if hop.waypoint.is_some() => {
+                self.stats.refused_no_route.fetch_add(1, Relaxed);
+                reset(client);
+                Err(OutboundError::WaypointWithoutTunnel {
+                    dialled,
+                    origin,
+                    waypoint: hop.waypoint.unwrap_or_default(),
+                })
+            }
             // A destination on this node is delivered in-process: the bytes never leave the node and
             // the source identity is attested by the kernel, so a TLS hop to ourselves would add
             // cost and no assurance.

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use ambit_mesh::identity::SpiffeId;
 use ambit_mesh::model::{Model, Protocol, Service, Workload};
+use gateway_api::gateways::Gateway;
 
 /// The HBONE port of node agents and waypoints.
 pub const HBONE_PORT: u16 = 15008;
@@ -28,16 +29,21 @@ pub enum OutboundPlan {
 pub struct HboneHop {
     /// Who is calling: the source workload's identity (its certificate is presented).
     pub source: SpiffeId,
-    /// The endpoint that will receive the bytes: a workload IP and the target port. Not the
-    /// address the application dialled when that was a service VIP.
+    /// The CONNECT authority. Direct to an endpoint: a workload IP and the target port, not
+    /// the address the application dialled when that was a service VIP. Through a waypoint:
+    /// the address the application dialled, which the waypoint resolves after its routes.
     pub actual_destination: SocketAddr,
-    /// The identity the destination's agent must present for that endpoint.
+    /// The identity the HBONE peer must present: the endpoint's (its agent holds it), or the
+    /// waypoint's.
     pub destination_identity: SpiffeId,
-    /// The destination's node, and where its agent listens for HBONE.
+    /// The node of the HBONE peer, and where the peer listens for HBONE: the endpoint's
+    /// node agent, or a waypoint pod.
     pub destination_node: String,
     pub hbone_target: SocketAddr,
     /// The service the application dialled, as `namespace/name`, when it dialled a VIP.
     pub intended_service: Option<String>,
+    /// The waypoint (Gateway `namespace/name`) that carries this connection, if any.
+    pub waypoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +66,13 @@ pub enum PlanError {
     UnknownNode { workload: String, node: String },
     #[error("identity of {workload} is invalid: {reason}")]
     Identity { workload: String, reason: String },
+    /// Refused rather than sent around the waypoint, which would skip its policies.
+    #[error("{target} uses waypoint {waypoint}, which has no running pod (labelled gateway.networking.k8s.io/gateway-name={name})")]
+    WaypointUnavailable {
+        target: String,
+        waypoint: String,
+        name: String,
+    },
 }
 
 /// Picks one of a service's endpoints; the proxy passes its load balancer.
@@ -85,9 +98,20 @@ pub fn plan(
     let source_id = identity_of(model, source_workload)?;
 
     if let Some(service) = model.service_by_vip(dialled.ip()) {
-        return plan_service(model, service, source_id, dialled, balancer);
+        return match model.waypoint_for(service) {
+            Some(waypoint) => {
+                let name = format!("{}/{}", service.namespace, service.name);
+                service_port(service, &name, dialled)?;
+                plan_waypoint(model, waypoint, source_id, dialled, Some(name), balancer)
+            }
+            None => plan_service(model, service, source_id, dialled, balancer),
+        };
     }
     match model.workload_by_ip(dialled.ip()) {
+        Some(dst) if model.enrollment(dst).is_enrolled() => match model.waypoint_for(dst) {
+            Some(waypoint) => plan_waypoint(model, waypoint, source_id, dialled, None, balancer),
+            None => plan_workload(model, dst, source_id, dialled, None),
+        },
         Some(dst) => plan_workload(model, dst, source_id, dialled, None),
         None => Ok(OutboundPlan::Passthrough {
             destination: dialled,
@@ -104,14 +128,7 @@ fn plan_service(
     balancer: &impl ChooseEndpoint,
 ) -> Result<OutboundPlan, PlanError> {
     let name = format!("{}/{}", service.namespace, service.name);
-    let port = service
-        .ports
-        .iter()
-        .find(|p| p.port == dialled.port() && p.protocol == Protocol::Tcp)
-        .ok_or_else(|| PlanError::NoSuchPort {
-            service: name.clone(),
-            port: dialled.port(),
-        })?;
+    let port = service_port(service, &name, dialled)?;
     let endpoints: Vec<(&Workload, SocketAddr)> = model
         .endpoints(service)
         .filter_map(|w| {
@@ -129,6 +146,66 @@ fn plan_service(
     let addrs: Vec<SocketAddr> = endpoints.iter().map(|(_, a)| *a).collect();
     let (workload, endpoint) = endpoints[balancer.choose(&addrs).min(endpoints.len() - 1)];
     plan_workload(model, workload, source, endpoint, Some(name))
+}
+
+/// The TCP port of `service` the application dialled.
+fn service_port<'s>(
+    service: &'s Service,
+    name: &str,
+    dialled: SocketAddr,
+) -> Result<&'s ambit_mesh::model::ServicePort, PlanError> {
+    service
+        .ports
+        .iter()
+        .find(|p| p.port == dialled.port() && p.protocol == Protocol::Tcp)
+        .ok_or_else(|| PlanError::NoSuchPort {
+            service: name.to_owned(),
+            port: dialled.port(),
+        })
+}
+
+/// Tunnels to one of `waypoint`'s pods, which listen for HBONE themselves; the CONNECT
+/// carries the address the application dialled, so the waypoint applies the routes of what
+/// was asked for. `intended_service` is set when that was a service VIP.
+fn plan_waypoint(
+    model: &Model,
+    waypoint: &Gateway,
+    source: SpiffeId,
+    dialled: SocketAddr,
+    intended_service: Option<String>,
+    balancer: &impl ChooseEndpoint,
+) -> Result<OutboundPlan, PlanError> {
+    let namespace = waypoint.metadata.namespace.as_deref().unwrap_or_default();
+    let name = waypoint.metadata.name.as_deref().unwrap_or_default();
+    let pods: Vec<(&Workload, SocketAddr)> = model
+        .waypoint_workloads(waypoint)
+        .filter_map(|w| {
+            let ip = w
+                .ips
+                .iter()
+                .find(|ip| ip.is_ipv4() == dialled.is_ipv4())
+                .or(w.ips.first())?;
+            Some((w, SocketAddr::new(*ip, HBONE_PORT)))
+        })
+        .collect();
+    if pods.is_empty() {
+        return Err(PlanError::WaypointUnavailable {
+            target: intended_service.unwrap_or_else(|| dialled.to_string()),
+            waypoint: format!("{namespace}/{name}"),
+            name: name.to_owned(),
+        });
+    }
+    let addrs: Vec<SocketAddr> = pods.iter().map(|(_, a)| *a).collect();
+    let (pod, hbone_target) = pods[balancer.choose(&addrs).min(pods.len() - 1)];
+    Ok(OutboundPlan::Hbone(Box::new(HboneHop {
+        source,
+        actual_destination: dialled,
+        destination_identity: identity_of(model, pod)?,
+        destination_node: pod.node.clone(),
+        hbone_target,
+        intended_service,
+        waypoint: Some(format!("{namespace}/{name}")),
+    })))
 }
 
 fn plan_workload(
@@ -158,6 +235,7 @@ fn plan_workload(
         destination_node: node.name.clone(),
         hbone_target: SocketAddr::new(node.address, HBONE_PORT),
         intended_service,
+        waypoint: None,
     })))
 }
 

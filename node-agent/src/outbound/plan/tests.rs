@@ -50,6 +50,10 @@ fn workload(ns: &str, name: &str, sa: &str, node: &str, pod_ip: &str) -> Workloa
 /// n2; service shop/echo (VIP 10.96.0.10:80 -> 8080) selects app=echo; legacy/old-svc selects
 /// app=old.
 fn model() -> Model {
+    Model::new(state()).expect("valid test model")
+}
+
+fn state() -> ClusterState {
     let mut echo_svc = Service {
         name: "echo".into(),
         namespace: "shop".into(),
@@ -78,7 +82,7 @@ fn model() -> Model {
         target_port: 9000,
         protocol: Protocol::Udp,
     });
-    Model::new(ClusterState {
+    ClusterState {
         trust_domain: "mesh.test".into(),
         nodes: vec![
             Node {
@@ -108,8 +112,7 @@ fn model() -> Model {
         ],
         services: vec![echo_svc, old_svc, empty_svc],
         ..ClusterState::default()
-    })
-    .expect("valid test model")
+    }
 }
 
 fn id(s: &str) -> SpiffeId {
@@ -134,6 +137,7 @@ fn workload_in_the_mesh_is_reached_through_its_nodes_agent() {
             destination_node: "n2".into(),
             hbone_target: addr("192.168.50.2:15008"),
             intended_service: None,
+            waypoint: None,
         }))
     );
 }
@@ -265,6 +269,143 @@ fn source_missing_from_the_model_is_an_error() {
         err,
         PlanError::UnknownSource {
             source_workload: "shop/gone".into()
+        }
+    );
+}
+
+/// [`state`] where `shop` uses waypoint `wp` (class ambit-waypoint), run by `pods` pods
+/// (`wp-<i>` on n2, 10.1.2.10+i, service account `wp`, opted out as waypoints are).
+fn with_waypoint(pods: usize) -> ClusterState {
+    use ambit_mesh::model::labels::{GATEWAY_NAME, USE_WAYPOINT};
+    use gateway_api::gateways::{Gateway, GatewaySpec};
+
+    let mut state = state();
+    state.namespaces[0]
+        .labels
+        .insert(USE_WAYPOINT.into(), "wp".into());
+    for i in 0..pods {
+        let mut pod = workload(
+            "shop",
+            &format!("wp-{i}"),
+            "wp",
+            "n2",
+            &format!("10.1.2.{}", 10 + i),
+        );
+        pod.labels = BTreeMap::from([
+            (GATEWAY_NAME.to_string(), "wp".to_string()),
+            (DATAPLANE_MODE.to_string(), "none".to_string()),
+        ]);
+        state.workloads.push(pod);
+    }
+    let mut gateway = Gateway {
+        metadata: Default::default(),
+        spec: GatewaySpec {
+            gateway_class_name: "ambit-waypoint".into(),
+            ..GatewaySpec::default()
+        },
+        status: None,
+    };
+    gateway.metadata.name = Some("wp".into());
+    gateway.metadata.namespace = Some("shop".into());
+    state.gateways.push(gateway);
+    state
+}
+
+#[test]
+fn service_with_a_waypoint_is_tunnelled_to_a_waypoint_pod_with_the_dialled_vip() {
+    let model = Model::new(with_waypoint(2)).unwrap();
+    for (pick, pod) in [(0, "10.1.2.10:15008"), (1, "10.1.2.11:15008")] {
+        let plan = plan(
+            &model,
+            ("shop", "client"),
+            addr("10.96.0.10:80"),
+            &Fixed(pick),
+        )
+        .unwrap();
+        assert_eq!(
+            plan,
+            OutboundPlan::Hbone(Box::new(HboneHop {
+                source: id("spiffe://mesh.test/ns/shop/sa/client"),
+                actual_destination: addr("10.96.0.10:80"),
+                destination_identity: id("spiffe://mesh.test/ns/shop/sa/wp"),
+                destination_node: "n2".into(),
+                hbone_target: addr(pod),
+                intended_service: Some("shop/echo".into()),
+                waypoint: Some("shop/wp".into()),
+            }))
+        );
+    }
+}
+
+#[test]
+fn workload_with_a_waypoint_is_tunnelled_to_the_waypoint_with_its_own_address() {
+    let model = Model::new(with_waypoint(1)).unwrap();
+    let Ok(OutboundPlan::Hbone(hop)) =
+        plan(&model, ("shop", "client"), addr("10.1.1.3:8080"), &Fixed(0))
+    else {
+        panic!("expected an HBONE hop");
+    };
+    assert_eq!(hop.actual_destination, addr("10.1.1.3:8080"));
+    assert_eq!(hop.hbone_target, addr("10.1.2.10:15008"));
+    assert_eq!(hop.waypoint.as_deref(), Some("shop/wp"));
+    assert_eq!(hop.intended_service, None);
+}
+
+#[test]
+fn service_opting_out_of_its_namespaces_waypoint_goes_straight_to_an_endpoint() {
+    use ambit_mesh::model::labels::USE_WAYPOINT;
+    let mut state = with_waypoint(1);
+    state.services[0]
+        .labels
+        .insert(USE_WAYPOINT.into(), "none".into());
+    let model = Model::new(state).unwrap();
+    let Ok(OutboundPlan::Hbone(hop)) =
+        plan(&model, ("shop", "client"), addr("10.96.0.10:80"), &Fixed(1))
+    else {
+        panic!("expected an HBONE hop");
+    };
+    assert_eq!(hop.waypoint, None);
+    assert_eq!(hop.actual_destination, addr("10.1.2.2:8080"));
+    assert_eq!(hop.hbone_target, addr("192.168.50.2:15008"));
+}
+
+#[test]
+fn a_waypoint_with_no_pods_refuses_rather_than_bypassing_its_policies() {
+    let model = Model::new(with_waypoint(0)).unwrap();
+    let err = plan(&model, ("shop", "client"), addr("10.96.0.10:80"), &Fixed(0)).unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::WaypointUnavailable {
+            target: "shop/echo".into(),
+            waypoint: "shop/wp".into(),
+            name: "wp".into(),
+        }
+    );
+    assert!(err.to_string().contains("gateway-name=wp"), "{err}");
+}
+
+#[test]
+fn an_undeclared_port_is_refused_before_the_waypoint() {
+    let model = Model::new(with_waypoint(1)).unwrap();
+    let err = plan(&model, ("shop", "client"), addr("10.96.0.10:81"), &Fixed(0)).unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::NoSuchPort {
+            service: "shop/echo".into(),
+            port: 81
+        }
+    );
+}
+
+#[test]
+fn services_of_namespaces_without_a_waypoint_are_unaffected() {
+    let model = Model::new(with_waypoint(1)).unwrap();
+    let plan = plan(&model, ("shop", "client"), addr("10.96.0.11:80"), &Fixed(0)).unwrap();
+    assert_eq!(
+        plan,
+        OutboundPlan::Passthrough {
+            destination: addr("10.1.2.3:8080"),
+            reason: PassthroughReason::DestinationNotInMesh
         }
     );
 }

@@ -46,6 +46,7 @@ pub mod timeouts;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, RwLock};
 
+use gateway_api::experimental::grpcroutes::GrpcRoute;
 use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::experimental::tcproutes::TcpRoute;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -74,6 +75,8 @@ pub struct Config {
     pub services: Vec<Service>,
     #[serde(default)]
     pub http_routes: Vec<HttpRoute>,
+    #[serde(default)]
+    pub grpc_routes: Vec<GrpcRoute>,
     #[serde(default)]
     pub tcp_routes: Vec<TcpRoute>,
 }
@@ -155,6 +158,7 @@ impl Waypoint {
         let (table, verdicts, good) = routes::build(
             &services,
             &config.http_routes,
+            &config.grpc_routes,
             &config.tcp_routes,
             &last_good,
             &self.settings.retry_budget,

@@ -85,6 +85,13 @@ impl MeshCluster {
         Ok(())
     }
 
+    /// Adds a GRPCRoute, written as YAML exactly as a user would apply it.
+    pub fn add_grpc_route(&mut self, yaml: &str) -> Result<()> {
+        let route = serde_yaml::from_str(yaml).context("the test's GRPCRoute YAML")?;
+        self.state.grpc_routes.push(route);
+        Ok(())
+    }
+
     /// Replaces the HTTPRoute of the same namespace and name (YAML as a user applies it).
     pub fn replace_http_route(&mut self, yaml: &str) -> Result<()> {
         let route: gateway_api::experimental::httproutes::HttpRoute =

@@ -165,6 +165,12 @@ pub fn engine_config(model: &Model, http_routes: &[HttpRoute], extra: &Config) -
     Config {
         services,
         http_routes: http_routes.to_vec(),
+        grpc_routes: model
+            .grpc_routes()
+            .iter()
+            .chain(&extra.grpc_routes)
+            .cloned()
+            .collect(),
         tcp_routes: extra.tcp_routes.clone(),
     }
 }

@@ -1,4 +1,5 @@
-//! The route table: HTTPRoutes and TCPRoutes attached to Services, compiled and ordered.
+//! The route table: HTTPRoutes, GRPCRoutes and TCPRoutes attached to Services, compiled and
+//! ordered. A GRPCRoute is compiled as the HTTPRoute it is equivalent to (`compile/grpc.rs`).
 //!
 //! [`build`] validates every route on its own: a rejected route gets a reason and, if an
 //! earlier version of it was accepted, that version keeps serving; the rest of the table is
@@ -21,6 +22,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gateway_api::experimental::grpcroutes::GrpcRoute;
 use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::experimental::tcproutes::TcpRoute;
 use http::{HeaderMap, Method, Uri};
@@ -211,7 +213,7 @@ impl RouteTable {
 /// What became of one route object; callers log it, count it and later write a condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteVerdict {
-    /// `HTTPRoute` or `TCPRoute`.
+    /// `HTTPRoute`, `GRPCRoute` or `TCPRoute`.
     pub kind: &'static str,
     pub route: RouteId,
     pub accepted: bool,
@@ -223,13 +225,15 @@ pub struct RouteVerdict {
 #[derive(Default, Clone)]
 pub struct LastGood {
     http: HashMap<RouteId, HttpRoute>,
+    grpc: HashMap<RouteId, GrpcRoute>,
     tcp: HashMap<RouteId, TcpRoute>,
 }
 
-/// Builds a table from `http` and `tcp` routes; see the module doc for rejections.
+/// Builds a table from `http`, `grpc` and `tcp` routes; see the module doc for rejections.
 pub fn build(
     services: &Services,
     http: &[HttpRoute],
+    grpc: &[GrpcRoute],
     tcp: &[TcpRoute],
     previous: &LastGood,
     budget: &RetryBudgetConfig,
@@ -248,24 +252,20 @@ pub fn build(
             continue;
         };
         last_good.http.insert(id.clone(), source.clone());
-        let age = created(&source.metadata);
-        for (match_index, (matcher, rule)) in compiled.entries.into_iter().enumerate() {
-            for (service, port) in &compiled.parents {
-                let key = SortKey {
-                    specificity: Reverse(matcher.specificity()),
-                    age: age.clone(),
-                    id: id.clone(),
-                    rule: rule.index,
-                    match_index,
-                };
-                let entry = Entry {
-                    port: *port,
-                    matcher: matcher.clone(),
-                    rule: rule.clone(),
-                };
-                http_entries.push((key, service.clone(), entry));
-            }
-        }
+        add_entries(&mut http_entries, &id, created(&source.metadata), compiled);
+    }
+    for route in grpc {
+        let id = RouteId::of(&route.metadata);
+        let (compiled, verdict) =
+            with_fallback("GRPCRoute", &id, route, previous.grpc.get(&id), |r| {
+                compile::http_route(&compile::as_http_route(r)?, services, budget)
+            });
+        verdicts.push(verdict);
+        let Some((compiled, source)) = compiled else {
+            continue;
+        };
+        last_good.grpc.insert(id.clone(), source.clone());
+        add_entries(&mut http_entries, &id, created(&source.metadata), compiled);
     }
     http_entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut table = RouteTable::default();
@@ -303,6 +303,32 @@ pub fn build(
             .push(TcpEntry { port, rule });
     }
     (table, verdicts, last_good)
+}
+
+/// Adds a compiled route's matches, one entry per parent Service, with their sort keys.
+fn add_entries(
+    entries: &mut Vec<(SortKey, ServiceName, Entry)>,
+    id: &RouteId,
+    age: (bool, Option<Time>),
+    compiled: compile::CompiledHttp,
+) {
+    for (match_index, (matcher, rule)) in compiled.entries.into_iter().enumerate() {
+        for (service, port) in &compiled.parents {
+            let key = SortKey {
+                specificity: Reverse(matcher.specificity()),
+                age: age.clone(),
+                id: id.clone(),
+                rule: rule.index,
+                match_index,
+            };
+            let entry = Entry {
+                port: *port,
+                matcher: matcher.clone(),
+                rule: rule.clone(),
+            };
+            entries.push((key, service.clone(), entry));
+        }
+    }
 }
 
 /// Compiles `route`; if it is rejected, compiles `previous` instead (when there is one).

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use gateway_api::experimental::grpcroutes::GrpcRoute;
 use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::experimental::tcproutes::TcpRoute;
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -40,6 +41,7 @@ fn table(routes: &[HttpRoute]) -> (RouteTable, Vec<RouteVerdict>) {
     let (table, verdicts, _) = build(
         &services(),
         routes,
+        &[],
         &[],
         &LastGood::default(),
         &Default::default(),
@@ -335,6 +337,7 @@ fn a_rejected_update_keeps_the_last_accepted_version() {
         &services(),
         &[v1],
         &[],
+        &[],
         &LastGood::default(),
         &Default::default(),
     );
@@ -343,7 +346,14 @@ fn a_rejected_update_keeps_the_last_accepted_version() {
         T0,
         "  - matches: [{path: {type: RegularExpression, value: \"[\"}}]\n",
     );
-    let (t, verdicts, _) = build(&services(), &[broken], &[], &last_good, &Default::default());
+    let (t, verdicts, _) = build(
+        &services(),
+        &[broken],
+        &[],
+        &[],
+        &last_good,
+        &Default::default(),
+    );
     assert!(!verdicts[0].accepted);
     assert!(
         verdicts[0]
@@ -419,6 +429,7 @@ fn tcp_routes_need_one_rule_with_weighted_backends() {
     let (t, verdicts, _) = build(
         &services(),
         &[],
+        &[],
         &[ok, two.clone()],
         &LastGood::default(),
         &Default::default(),
@@ -430,4 +441,87 @@ fn tcp_routes_need_one_rule_with_weighted_backends() {
         verdicts[1]
     );
     assert_eq!(t.tcp(&dest()).expect("tcp rule").backends.len(), 2);
+}
+
+/// A GRPCRoute on Service shop/reviews with the given rules (YAML).
+fn grpc_route(name: &str, rules: &str) -> GrpcRoute {
+    let yaml = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\n\
+         metadata: {{name: {name}, namespace: shop, creationTimestamp: \"{T0}\"}}\n\
+         spec:\n  parentRefs: [{{kind: Service, group: \"\", name: reviews, port: 80}}]\n  rules:\n{rules}"
+    );
+    serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("bad test route {name}: {e}\n{yaml}"))
+}
+
+fn grpc_table(routes: &[GrpcRoute]) -> (RouteTable, Vec<RouteVerdict>) {
+    let (table, verdicts, _) = build(
+        &services(),
+        &[],
+        routes,
+        &[],
+        &LastGood::default(),
+        &Default::default(),
+    );
+    (table, verdicts)
+}
+
+#[test]
+fn grpc_method_matches_select_calls_by_service_and_method() {
+    let rules = format!(
+        "  - matches: [{{method: {{service: shop.Reviews, method: Get}}}}]\n{}\
+         \x20 - matches: [{{method: {{service: shop.Reviews}}}}]\n{}\
+         \x20 - matches: [{{method: {{method: Health}}}}]\n{}\
+         \x20 - matches: [{{method: {{type: RegularExpression, service: \"shop\\\\..*\", method: \"List.*\"}}}}]\n{}",
+        to("v1"),
+        to("v2"),
+        to("v3"),
+        to("shadow"),
+    );
+    let (t, verdicts) = grpc_table(&[grpc_route("g", &rules)]);
+    assert!(verdicts[0].accepted, "{verdicts:?}");
+    assert_eq!(verdicts[0].kind, "GRPCRoute");
+    for (path, rule) in [
+        ("/shop.Reviews/Get", "shop/g/0"),
+        ("/shop.Reviews/Put", "shop/g/1"),
+        ("/shop.ReviewsV2/Put", "404"),
+        ("/other.Thing/Health", "shop/g/2"),
+        ("/shop.Ratings/ListAll", "shop/g/3"),
+        ("/other.Ratings/ListAll", "404"),
+    ] {
+        assert_eq!(lands(&t, Method::POST, path, &[]), rule, "{path}");
+    }
+}
+
+#[test]
+fn grpc_header_matches_and_weighted_backends_compile_like_http_ones() {
+    let rules = "  - matches: [{headers: [{name: x-track, value: canary}]}]\n    backendRefs: [{name: v2, port: 80}]\n  - backendRefs: [{name: v1, port: 80, weight: 9}, {name: v2, port: 80, weight: 1}]\n";
+    let (t, verdicts) = grpc_table(&[grpc_route("g", rules)]);
+    assert!(verdicts[0].accepted, "{verdicts:?}");
+    assert_eq!(
+        lands(
+            &t,
+            Method::POST,
+            "/shop.Reviews/Get",
+            &[("x-track", "canary")]
+        ),
+        "shop/g/0"
+    );
+    assert_eq!(
+        lands(&t, Method::POST, "/shop.Reviews/Get", &[]),
+        "shop/g/1"
+    );
+}
+
+#[test]
+fn a_grpc_method_match_without_service_or_method_is_rejected_with_a_reason() {
+    let rules = format!("  - matches: [{{method: {{type: Exact}}}}]\n{}", to("v1"));
+    let (_, verdicts) = grpc_table(&[grpc_route("g", &rules)]);
+    assert!(!verdicts[0].accepted);
+    assert!(
+        verdicts[0]
+            .reason
+            .contains("needs a service, a method or both"),
+        "{:?}",
+        verdicts[0]
+    );
 }

@@ -4,6 +4,9 @@
 //! rejected, phrased for the route's author.
 
 mod filters;
+mod grpc;
+
+pub use grpc::as_http_route;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,9 +1,17 @@
 //! The `ambit-testapp` binary as seen by its callers: command lines and the JSON it prints.
 //!
 //! One definition of each result type: the binary serializes them, tests and benchmarks
-//! parse them.
+//! parse them. The HTTP, gRPC and WebSocket side is in `testapp/l7.rs`, re-exported here.
 
-use std::net::{SocketAddr, SocketAddrV4};
+mod l7;
+
+pub use l7::{
+    GrpcCall, GrpcReport, HitCounts, HttpEcho, HttpOpts, HttpReport, LatencyMs, WsReport,
+    GRPC_PORT, HTTP_PORT, LAST_BODY_LIMIT, SERVED_BY,
+};
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -20,7 +28,7 @@ pub const ECHO_PORT: u16 = 8080;
 pub const WHOAMI_PORT: u16 = 8081;
 /// Port of the sink (reads, then answers the byte count after the client's half-close).
 pub const SINK_PORT: u16 = 8082;
-/// What `serve` prints once every listener is bound.
+/// What `serve` prints once every listener is bound; see [`ReadyLine`] for the rest of it.
 pub const READY_LINE: &str = "ambit-testapp ready";
 
 /// `echo`'s result; on a mismatch `ok` is false and `first_mismatch` is the offset.
@@ -85,6 +93,91 @@ impl WhoamiLine {
     }
 }
 
+/// Where `serve` listens. The default is what pods run: every server on its well-known port,
+/// on all addresses. Port 0 picks a free port; [`ReadyLine`] tells which.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeOpts {
+    pub bind: Ipv4Addr,
+    pub echo_port: u16,
+    pub whoami_port: u16,
+    /// No sink when `None`.
+    pub sink_port: Option<u16>,
+    pub http_port: u16,
+    pub grpc_port: u16,
+}
+
+impl Default for ServeOpts {
+    fn default() -> Self {
+        ServeOpts {
+            bind: Ipv4Addr::UNSPECIFIED,
+            echo_port: ECHO_PORT,
+            whoami_port: WHOAMI_PORT,
+            sink_port: Some(SINK_PORT),
+            http_port: HTTP_PORT,
+            grpc_port: GRPC_PORT,
+        }
+    }
+}
+
+impl ServeOpts {
+    /// Every server on a free port of 127.0.0.1: for tests that need no sandbox.
+    pub fn loopback() -> ServeOpts {
+        ServeOpts {
+            bind: Ipv4Addr::LOCALHOST,
+            echo_port: 0,
+            whoami_port: 0,
+            sink_port: Some(0),
+            http_port: 0,
+            grpc_port: 0,
+        }
+    }
+}
+
+/// `serve`'s ready line, `ambit-testapp ready name=<name> echo=<addr> whoami=<addr> …`: the
+/// addresses actually bound, so ports chosen by the kernel are known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadyLine {
+    pub name: String,
+    /// By server: `echo`, `whoami`, `sink`, `http`, `grpc`.
+    pub listeners: BTreeMap<String, SocketAddr>,
+}
+
+impl ReadyLine {
+    pub fn parse(line: &str) -> Result<ReadyLine> {
+        let rest = line
+            .trim()
+            .strip_prefix(READY_LINE)
+            .with_context(|| format!("{line:?} is not a ready line"))?;
+        let mut name = None;
+        let mut listeners = BTreeMap::new();
+        for field in rest.split_whitespace() {
+            let (key, value) = field
+                .split_once('=')
+                .with_context(|| format!("ready line {line:?}: {field:?} is not key=value"))?;
+            if key == "name" {
+                name = Some(value.to_string());
+            } else {
+                let addr = value
+                    .parse()
+                    .with_context(|| format!("ready line {line:?}: bad address for {key}"))?;
+                listeners.insert(key.to_string(), addr);
+            }
+        }
+        Ok(ReadyLine {
+            name: name.with_context(|| format!("ready line {line:?} has no name"))?,
+            listeners,
+        })
+    }
+
+    /// The address server `service` (`http`, `grpc`, …) bound.
+    pub fn addr(&self, service: &str) -> Result<SocketAddr> {
+        self.listeners
+            .get(service)
+            .copied()
+            .with_context(|| format!("{} serves no {service}: {:?}", self.name, self.listeners))
+    }
+}
+
 /// Builds `ambit-testapp` command lines.
 #[derive(Clone, Debug)]
 pub struct TestApp {
@@ -140,19 +233,32 @@ impl TestApp {
         Ok(server)
     }
 
-    /// `serve` on the default echo, whoami and sink ports (all addresses).
+    /// `serve` on the well-known ports (all addresses): echo, whoami, sink, HTTP and gRPC.
     pub fn serve(&self, name: &str) -> Command {
-        self.command([
+        self.serve_with(name, &ServeOpts::default())
+    }
+
+    /// `serve` where `opts` says.
+    pub fn serve_with(&self, name: &str, opts: &ServeOpts) -> Command {
+        let mut cmd = self.command([
             "serve",
             "--name",
             name,
+            "--bind",
+            &opts.bind.to_string(),
             "--echo-port",
-            &ECHO_PORT.to_string(),
+            &opts.echo_port.to_string(),
             "--whoami-port",
-            &WHOAMI_PORT.to_string(),
-            "--sink-port",
-            &SINK_PORT.to_string(),
-        ])
+            &opts.whoami_port.to_string(),
+            "--http-port",
+            &opts.http_port.to_string(),
+            "--grpc-port",
+            &opts.grpc_port.to_string(),
+        ]);
+        if let Some(port) = opts.sink_port {
+            cmd.args(["--sink-port", &port.to_string()]);
+        }
+        cmd
     }
 
     pub fn whoami(&self, addr: SocketAddrV4) -> Command {
@@ -243,5 +349,21 @@ mod tests {
         assert_eq!(line.server, "web");
         assert_eq!(line.peer, "10.7.1.2:40312".parse().unwrap());
         assert!(WhoamiLine::parse("garbage").is_err());
+    }
+
+    #[test]
+    fn ready_lines_list_the_bound_addresses() {
+        let line = ReadyLine::parse(
+            "ambit-testapp ready name=web echo=127.0.0.1:4001 http=127.0.0.1:4005\n",
+        )
+        .unwrap();
+        assert_eq!(line.name, "web");
+        assert_eq!(
+            line.addr("http").unwrap(),
+            "127.0.0.1:4005".parse().unwrap()
+        );
+        assert!(line.addr("grpc").is_err());
+        assert!(ReadyLine::parse("ambit-testapp ready echo=127.0.0.1:1").is_err());
+        assert!(ReadyLine::parse("hello").is_err());
     }
 }

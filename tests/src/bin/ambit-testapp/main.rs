@@ -4,9 +4,20 @@
 //! `ambit_e2e::testapp`) and bounds every connect, read and write by `--timeout-ms`.
 
 mod clients;
+mod l7;
 mod load;
 mod pattern;
 mod serve;
+
+/// The generated `ambit.testapp.v1` gRPC code (tests/proto/testapp.proto).
+mod proto {
+    #![allow(clippy::all, reason = "generated code")]
+    #![allow(
+        clippy::allow_attributes_without_reason,
+        reason = "generated code carries its own allows"
+    )]
+    tonic::include_proto!("ambit.testapp.v1");
+}
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -26,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Echo, whoami and (optionally) sink servers on all addresses.
+    /// Echo, whoami, (optionally) sink, HTTP and gRPC servers on all addresses.
     Serve(serve::ServeArgs),
     /// Connects to a whoami server and prints its line.
     Whoami {
@@ -82,6 +93,12 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         duration_ms: u64,
     },
+    /// HTTP/1.1 or h2c requests over keep-alive connections; prints an HttpReport.
+    Http(l7::http::HttpArgs),
+    /// One gRPC call to the Echo service; prints a GrpcReport.
+    Grpc(l7::grpc::GrpcArgs),
+    /// Text messages over one WebSocket, each answered; prints a WsReport.
+    Ws(l7::ws::WsArgs),
 }
 
 /// Where a client connects and how long any single step may take.
@@ -129,6 +146,9 @@ fn main() -> ExitCode {
             target,
             duration_ms,
         } => load::bulk(target, ms(duration_ms)),
+        Cmd::Http(args) => l7::http::run(args),
+        Cmd::Grpc(args) => l7::grpc::run(args),
+        Cmd::Ws(args) => l7::ws::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,9 @@
-//! `serve`: echo (half-close aware), whoami and sink servers on one tokio runtime.
+//! `serve`: echo (half-close aware), whoami and sink servers, and the HTTP and gRPC servers
+//! of [`http`] and [`grpc`], on one tokio runtime.
+
+mod grpc;
+mod http;
+mod websocket;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -6,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_e2e::testapp::READY_LINE;
+use ambit_e2e::testapp::{GRPC_PORT, HTTP_PORT, READY_LINE};
 use anyhow::{Context, Result};
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -24,6 +29,11 @@ pub struct ServeArgs {
     /// Serve the sink only when given.
     #[arg(long)]
     sink_port: Option<u16>,
+    /// HTTP/1.1, h2c and WebSocket.
+    #[arg(long, default_value_t = HTTP_PORT)]
+    http_port: u16,
+    #[arg(long, default_value_t = GRPC_PORT)]
+    grpc_port: u16,
     #[arg(long, default_value_t = Ipv4Addr::UNSPECIFIED)]
     bind: Ipv4Addr,
 }
@@ -59,12 +69,21 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         bound.push(format!("{service:?}={}", listener.local_addr()?).to_lowercase());
         loops.spawn(accept_loop(listener, service, Arc::clone(&name)));
     }
+    let listener = listen(SocketAddr::from((args.bind, args.http_port)))
+        .with_context(|| format!("HTTP server on {}:{}", args.bind, args.http_port))?;
+    bound.push(format!("http={}", listener.local_addr()?));
+    let server = http::HttpServer::new(Arc::clone(&name))?;
+    loops.spawn(http::accept_loop(listener, Arc::new(server)));
+    let listener = listen(SocketAddr::from((args.bind, args.grpc_port)))
+        .with_context(|| format!("gRPC server on {}:{}", args.bind, args.grpc_port))?;
+    bound.push(format!("grpc={}", listener.local_addr()?));
+    loops.spawn(grpc::serve(listener, Arc::clone(&name)));
     println!("{READY_LINE} name={name} {}", bound.join(" "));
     std::io::stdout()
         .flush()
         .context("writing the ready line")?;
     while let Some(result) = loops.join_next().await {
-        result.context("accept loop panicked")?;
+        result.context("a server task panicked")??;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,7 +98,7 @@ fn listen(addr: SocketAddr) -> Result<TcpListener> {
     Ok(socket.listen(4096)?)
 }
 
-async fn accept_loop(listener: TcpListener, service: Service, name: Arc<str>) {
+async fn accept_loop(listener: TcpListener, service: Service, name: Arc<str>) -> Result<()> {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

@@ -129,23 +129,32 @@ fn plan_service(
 ) -> Result<OutboundPlan, PlanError> {
     let name = format!("{}/{}", service.namespace, service.name);
     let port = service_port(service, &name, dialled)?;
-    let endpoints: Vec<(&Workload, SocketAddr)> = model
-        .endpoints(service)
-        .filter_map(|w| {
-            let ip = w
-                .ips
-                .iter()
-                .find(|ip| ip.is_ipv4() == dialled.is_ipv4())
-                .or(w.ips.first())?;
-            Some((w, SocketAddr::new(*ip, port.target_port)))
-        })
-        .collect();
+    let endpoints = addresses(model.endpoints(service), dialled, port.target_port);
     if endpoints.is_empty() {
         return Err(PlanError::NoEndpoints { service: name });
     }
     let addrs: Vec<SocketAddr> = endpoints.iter().map(|(_, a)| *a).collect();
     let (workload, endpoint) = endpoints[balancer.choose(&addrs).min(endpoints.len() - 1)];
     plan_workload(model, workload, source, endpoint, Some(name))
+}
+
+/// Each workload with an address on `port`: of the dialled address's family if it has one,
+/// else its first; workloads without an address are left out.
+fn addresses<'m>(
+    workloads: impl Iterator<Item = &'m Workload>,
+    dialled: SocketAddr,
+    port: u16,
+) -> Vec<(&'m Workload, SocketAddr)> {
+    workloads
+        .filter_map(|w| {
+            let ip = w
+                .ips
+                .iter()
+                .find(|ip| ip.is_ipv4() == dialled.is_ipv4())
+                .or(w.ips.first())?;
+            Some((w, SocketAddr::new(*ip, port)))
+        })
+        .collect()
 }
 
 /// The TCP port of `service` the application dialled.
@@ -177,17 +186,7 @@ fn plan_waypoint(
 ) -> Result<OutboundPlan, PlanError> {
     let namespace = waypoint.metadata.namespace.as_deref().unwrap_or_default();
     let name = waypoint.metadata.name.as_deref().unwrap_or_default();
-    let pods: Vec<(&Workload, SocketAddr)> = model
-        .waypoint_workloads(waypoint)
-        .filter_map(|w| {
-            let ip = w
-                .ips
-                .iter()
-                .find(|ip| ip.is_ipv4() == dialled.is_ipv4())
-                .or(w.ips.first())?;
-            Some((w, SocketAddr::new(*ip, HBONE_PORT)))
-        })
-        .collect();
+    let pods = addresses(model.waypoint_workloads(waypoint), dialled, HBONE_PORT);
     if pods.is_empty() {
         return Err(PlanError::WaypointUnavailable {
             target: intended_service.unwrap_or_else(|| dialled.to_string()),

@@ -41,13 +41,29 @@ enum Command {
         #[arg(long, default_value = "cluster.local")]
         trust_domain: String,
     },
-    /// Serve the CA over mTLS; workload placement comes from the mesh config, followed live.
+    /// Serve the CA over TLS. With `--config-source file`, callers present node certificates
+    /// and placement comes from the mesh config (followed live); with `kube`, callers may
+    /// instead send a service-account token (TokenReview) and placement is read from the API.
     Serve {
         #[arg(long, env = "AMBIT_CA_DIR")]
         ca_dir: PathBuf,
-        /// Mesh config file (YAML), the one the node agents read.
-        #[arg(long, env = "AMBIT_CONFIG")]
-        config: PathBuf,
+        /// Where the CA learns who calls and where pods run.
+        #[arg(long, value_enum, default_value = "file")]
+        config_source: serve::Source,
+        /// Mesh config file (YAML), the one the node agents read (`--config-source file`).
+        #[arg(long, env = "AMBIT_CONFIG", required_if_eq("config_source", "file"))]
+        config: Option<PathBuf>,
+        /// The SPIFFE trust domain (`--config-source kube`; the file names its own).
+        #[arg(long, env = "AMBIT_TRUST_DOMAIN", default_value = ambit_mesh::model::DEFAULT_TRUST_DOMAIN)]
+        trust_domain: String,
+        /// The node agents' service account, as namespace/name: its tokens act as the node
+        /// their pod runs on (`--config-source kube`).
+        #[arg(
+            long,
+            env = "AMBIT_NODE_AGENT_SERVICE_ACCOUNT",
+            default_value = "ambit-system/ambit-node"
+        )]
+        node_agent_service_account: String,
         #[arg(long, default_value = "0.0.0.0:15012")]
         listen: SocketAddr,
         /// Write this file once the CA serves (a readiness signal for scripts).
@@ -93,10 +109,32 @@ fn dispatch(command: Command) -> Result<()> {
         } => certs::issue_node_cert(&ca_dir, &trust_domain, &node, &out_dir),
         Command::Serve {
             ca_dir,
+            config_source,
             config,
+            trust_domain,
+            node_agent_service_account,
             listen,
             ready_file,
         } => {
+            let source = match config_source {
+                serve::Source::File => serve::Placement::File(
+                    config.context("--config-source file needs --config <file>")?,
+                ),
+                serve::Source::Kube => {
+                    let (ns, name) = node_agent_service_account
+                        .split_once('/')
+                        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                        .with_context(|| {
+                            format!(
+                                "--node-agent-service-account {node_agent_service_account:?} is not namespace/name"
+                            )
+                        })?;
+                    serve::Placement::Kube {
+                        trust_domain,
+                        node_agents: (ns.to_owned(), name.to_owned()),
+                    }
+                }
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -104,7 +142,7 @@ fn dispatch(command: Command) -> Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(serve::run(serve::Spec {
                 ca_dir,
-                config,
+                source,
                 listen,
                 ready_file,
             }))

@@ -14,14 +14,14 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use ambit_mesh::hbone::{CertSource, HboneServer, Pool, PoolSettings, ServerSettings};
 
-use crate::config_source::{ConfigSource, SourceKind};
 use crate::enroll::Enroller;
-use crate::identity::Identities;
+use crate::identity::{CaCredentials, Identities};
 use crate::inbound::LocalPods;
 use crate::kernel_maps::{pin_dir, KernelMaps};
 use crate::outbound::{Outbound, OutboundStats, Tunnel};
 use crate::redirect::{self, RedirectSpec};
 use crate::{exclusions, metrics, netns, preflight, records};
+use ambit_mesh::config::{ConfigSource, SourceKind};
 
 /// How often pending records of connects that never completed are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[arg(long, alias = "node-name", env = "AMBIT_NODE_NAME")]
     node: String,
     /// Where the mesh config comes from: a YAML file (`--config`) or the Kubernetes API.
-    #[arg(long, value_enum, env = "AMBIT_CONFIG_SOURCE", default_value = "file")]
+    #[arg(long, env = "AMBIT_CONFIG_SOURCE", default_value = "file")]
     config_source: SourceKind,
     /// Mesh config file (YAML), for `--config-source file`; reloaded when it changes or on
     /// SIGHUP.
@@ -82,14 +82,22 @@ pub struct RunArgs {
     /// Readiness (GET /healthz/ready); 0 disables.
     #[arg(long, default_value_t = 15021)]
     readiness_port: u16,
-    /// The mesh CA (ambit-controller serve). With --identity-dir, mesh connections are
-    /// carried over mTLS (HBONE); without, they are relayed in plaintext.
-    #[arg(long, env = "AMBIT_CA_ADDR", requires = "identity_dir")]
-    ca_addr: Option<std::net::SocketAddr>,
+    /// The mesh CA (ambit-controller serve), as host:port. With credentials (--identity-dir,
+    /// or --ca-token-file and --ca-root), mesh connections are carried over mTLS (HBONE);
+    /// without, they are relayed in plaintext.
+    #[arg(long, env = "AMBIT_CA_ADDR")]
+    ca_addr: Option<String>,
     /// This node's credentials for the CA: node.pem, node-key.pem, root.pem
     /// (ambit-controller issue-node-cert).
-    #[arg(long, env = "AMBIT_IDENTITY_DIR", requires = "ca_addr")]
+    #[arg(long, env = "AMBIT_IDENTITY_DIR", conflicts_with = "ca_token_file")]
     identity_dir: Option<PathBuf>,
+    /// A projected service-account token for the audience `ambit-ca`, re-read at each request
+    /// (on a cluster, instead of --identity-dir).
+    #[arg(long, env = "AMBIT_CA_TOKEN_FILE", requires = "ca_root")]
+    ca_token_file: Option<PathBuf>,
+    /// The mesh root certificate (PEM), with --ca-token-file.
+    #[arg(long, env = "AMBIT_CA_ROOT", requires = "ca_token_file")]
+    ca_root: Option<PathBuf>,
     /// HBONE (mTLS HTTP/2 CONNECT) listener for other agents.
     #[arg(long, default_value_t = 15008)]
     hbone_port: u16,
@@ -138,11 +146,19 @@ pub async fn run(spec: RunArgs) -> Result<()> {
         kernel_log_level: if spec.kernel_debug_log { 4 } else { 0 },
         max_connections: spec.max_connections,
     })?;
-    let identities = match (spec.ca_addr, &spec.identity_dir) {
-        (Some(ca), Some(dir)) => {
+    let credentials = match (&spec.identity_dir, &spec.ca_token_file, &spec.ca_root) {
+        (Some(dir), None, _) => Some(CaCredentials::NodeDir(dir.clone())),
+        (None, Some(token_file), Some(root_file)) => Some(CaCredentials::Token {
+            token_file: token_file.clone(),
+            root_file: root_file.clone(),
+        }),
+        _ => None,
+    };
+    let identities = match (&spec.ca_addr, credentials) {
+        (Some(ca), Some(credentials)) => {
             let ids = Identities::start(
                 ca,
-                dir,
+                &credentials,
                 model.trust_domain(),
                 spec.svid_ttl_secs.map(Duration::from_secs),
             )?;
@@ -150,10 +166,13 @@ pub async fn run(spec: RunArgs) -> Result<()> {
             Some(Arc::new(ids))
         }
         (None, None) => {
-            tracing::warn!("no mesh CA configured (--ca-addr, --identity-dir): connections between mesh workloads are relayed in PLAINTEXT");
+            tracing::warn!("no mesh CA configured (--ca-addr with --identity-dir or --ca-token-file): connections between mesh workloads are relayed in PLAINTEXT");
             None
         }
-        _ => bail!("--ca-addr and --identity-dir go together"),
+        (Some(_), None) => {
+            bail!("--ca-addr needs credentials: --identity-dir, or --ca-token-file and --ca-root")
+        }
+        (None, Some(_)) => bail!("CA credentials given without --ca-addr"),
     };
     let redirect::Redirect { mut ebpf, maps } = redirect;
     let maps = Arc::new(maps);

@@ -6,18 +6,31 @@
 //! leave the node; the CA only sees CSRs.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ambit_mesh::identity::{load_trust_bundle, CaClient, CertRotator, CertStore, SpiffeId};
+use ambit_mesh::identity::{
+    load_roots, load_trust_bundle, CaClient, CertRotator, CertStore, SpiffeId,
+};
 use ambit_mesh::model::Model;
 use anyhow::{Context, Result};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use tokio::sync::watch;
+
+/// How the agent proves itself to the CA.
+#[derive(Debug, Clone)]
+pub enum CaCredentials {
+    /// node.pem, node-key.pem and root.pem in a directory (sandbox).
+    NodeDir(PathBuf),
+    /// A service-account token (re-read at each request) and the mesh root (cluster).
+    Token {
+        token_file: PathBuf,
+        root_file: PathBuf,
+    },
+}
 
 /// What the tunnel needs from identities: the SVIDs and the mesh root.
 pub struct Identities {
@@ -30,21 +43,36 @@ pub struct Identities {
 }
 
 impl Identities {
-    /// Connects to the CA at `ca` with the node credentials in `dir` (node.pem, node-key.pem,
-    /// root.pem) and starts the rotator. `ttl` asks for shorter-lived SVIDs (tests).
+    /// Connects to the CA at `ca` (host:port) with `credentials` and starts the rotator.
+    /// `ttl` asks for shorter-lived SVIDs (tests).
     pub fn start(
-        ca: SocketAddr,
-        dir: &Path,
+        ca: &str,
+        credentials: &CaCredentials,
         trust_domain: &str,
         ttl: Option<Duration>,
     ) -> Result<Self> {
-        let mut client = CaClient::from_dir(ca, dir)
-            .with_context(|| format!("reading node credentials from {}", dir.display()))?;
+        let (mut client, bundle) = match credentials {
+            CaCredentials::NodeDir(dir) => {
+                let client = CaClient::from_dir(ca, dir)
+                    .with_context(|| format!("reading node credentials from {}", dir.display()))?;
+                let bundle = load_trust_bundle(dir)
+                    .with_context(|| format!("reading the mesh root from {}", dir.display()))?;
+                (client, bundle)
+            }
+            CaCredentials::Token {
+                token_file,
+                root_file,
+            } => {
+                let client = CaClient::with_token(ca, root_file, token_file)
+                    .context("preparing the CA client (--ca-token-file, --ca-root)")?;
+                let bundle = load_roots(root_file)
+                    .with_context(|| format!("reading the mesh root {}", root_file.display()))?;
+                (client, bundle)
+            }
+        };
         if let Some(ttl) = ttl {
             client = client.with_ttl(ttl);
         }
-        let bundle = load_trust_bundle(dir)
-            .with_context(|| format!("reading the mesh root from {}", dir.display()))?;
         let roots = ambit_mesh::tls::roots_from_der(&bundle)
             .context("the mesh root is not a usable trust anchor")?;
         let store = CertStore::new();

@@ -1,7 +1,6 @@
 //! `ambit-node`, the node agent: `run`, `preflight`, `inspect`, `unload`.
 
 mod app;
-mod config_source;
 mod dial;
 mod enroll;
 mod exclusions;

@@ -15,10 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use ambit_mesh::hbone::{PoolStats, ServerStats};
 
-use crate::config_source::ConfigSource;
 use crate::enroll::EnrolledNames;
 use crate::kernel_maps::KernelMaps;
 use crate::outbound::OutboundStats;
+use ambit_mesh::config::ConfigSource;
 
 /// What the endpoints read.
 pub struct Observed {

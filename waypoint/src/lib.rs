@@ -40,6 +40,7 @@ pub mod route;
 pub mod routes;
 pub mod split;
 pub mod stack;
+pub mod status;
 pub mod tcp;
 pub mod timeouts;
 

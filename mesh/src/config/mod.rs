@@ -8,6 +8,7 @@ mod document;
 mod error;
 mod file;
 pub mod kube;
+mod source;
 mod watch;
 
 #[cfg(test)]
@@ -16,4 +17,5 @@ mod tests;
 pub use self::kube::{KubeSettings, KubeSource};
 pub use error::{ConfigError, FieldProblem, Origin};
 pub use file::{load, parse};
+pub use source::{ConfigSource, SourceKind};
 pub use watch::{FileSource, DEFAULT_POLL_INTERVAL};

@@ -1,8 +1,11 @@
 //! `ambit-waypoint run`: the waypoint as a mesh workload, behind HBONE.
 //!
-//! Reads the mesh config file the node agents read (nodes, workloads, Services), loads its
-//! SVID (files in `--identity-dir`, or from the CA with `--ca-addr`), serves HBONE on
-//! `--hbone`, and is ready on `--readiness` once the SVID and the route table are loaded.
+//! Reads the mesh model the node agents read (the config file, or the Kubernetes API with
+//! `--config-source kube`), loads its SVID (files in `--identity-dir`, or from the CA with
+//! `--ca-addr`, proving itself with node credentials or, on a cluster, its service-account
+//! token), serves HBONE on `--hbone`, and is ready on `--readiness` once the SVID and the
+//! route table are loaded. On a cluster it also writes the verdict on each of its routes
+//! into the route's status (see [`crate::status`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -11,12 +14,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_mesh::config::FileSource;
+use ambit_mesh::config::kube::routes::ApiRouteStatus;
+use ambit_mesh::config::{ConfigSource, KubeSettings, SourceKind};
 use ambit_mesh::hbone::{Pool, PoolSettings, ServerSettings};
-use ambit_mesh::identity::{load_trust_bundle, CaClient, CertRotator, CertStore, SpiffeId};
+use ambit_mesh::identity::{
+    load_roots, load_trust_bundle, CaClient, CertRotator, CertStore, SpiffeId,
+};
 use ambit_mesh::model::Model;
 use ambit_waypoint::hbone::{self, Front, HboneConnector, WaypointIdentity};
-use ambit_waypoint::{Config, Waypoint};
+use ambit_waypoint::status::StatusReporter;
+use ambit_waypoint::{Config, RouteVerdict, Waypoint};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,9 +35,18 @@ const POLL: Duration = Duration::from_secs(2);
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Where the mesh model comes from: `file` (`--config`) or `kube` (the Kubernetes API).
+    #[arg(long, env = "AMBIT_CONFIG_SOURCE", default_value = "file")]
+    config_source: SourceKind,
     /// The mesh config file (the YAML the node agents read); re-read when it changes.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_if_eq("config_source", "file"))]
+    config: Option<PathBuf>,
+    /// The node this waypoint runs on, for `--config-source kube`.
+    #[arg(long, env = "AMBIT_NODE_NAME", required_if_eq("config_source", "kube"))]
+    node_name: Option<String>,
+    /// The SPIFFE trust domain, for `--config-source kube` (the file names its own).
+    #[arg(long, env = "AMBIT_TRUST_DOMAIN", default_value = ambit_mesh::model::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
     /// The waypoint's Gateway name.
     #[arg(long)]
     name: String,
@@ -52,11 +68,19 @@ pub struct Args {
     /// Directory with the mesh root (`root.pem`) and either the waypoint's SVID (`svid.pem`,
     /// `svid-key.pem`, re-read on change) or, with `--ca-addr`, the node credentials
     /// (`node.pem`, `node-key.pem`) to ask the CA with.
-    #[arg(long)]
-    identity_dir: PathBuf,
-    /// The mesh CA (`ambit-controller serve`, port 15012): get and renew the SVID from it.
-    #[arg(long)]
-    ca_addr: Option<SocketAddr>,
+    #[arg(long, required_unless_present = "ca_token_file")]
+    identity_dir: Option<PathBuf>,
+    /// The mesh CA (`ambit-controller serve`, port 15012) as host:port: get and renew the
+    /// SVID from it.
+    #[arg(long, env = "AMBIT_CA_ADDR")]
+    ca_addr: Option<String>,
+    /// The waypoint's projected service-account token (audience `ambit-ca`) to ask the CA
+    /// with, re-read at each request (on a cluster, instead of `--identity-dir`).
+    #[arg(long, env = "AMBIT_CA_TOKEN_FILE", requires_all = ["ca_root", "ca_addr"], conflicts_with = "identity_dir")]
+    ca_token_file: Option<PathBuf>,
+    /// The mesh root certificate (PEM), with `--ca-token-file`.
+    #[arg(long, env = "AMBIT_CA_ROOT", requires = "ca_token_file")]
+    ca_root: Option<PathBuf>,
     /// A waypoint config file (`httpRoutes`, `tcpRoutes`, `services` for traffic policy and
     /// `appProtocol`), until the mesh config carries HTTPRoutes; re-read when it changes.
     #[arg(long)]
@@ -67,24 +91,17 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let source = FileSource::start(&args.config)
-        .await
-        .with_context(|| format!("loading the mesh config {}", args.config.display()))?;
+    let settings = KubeSettings {
+        trust_domain: args.trust_domain.clone(),
+        ..KubeSettings::new(args.node_name.clone().unwrap_or_default())
+    };
+    let source = ConfigSource::start(args.config_source, args.config.as_ref(), settings).await?;
     let models = source.subscribe();
     let trust_domain = source.current().trust_domain().to_string();
     let service_account = args.service_account.as_deref().unwrap_or(&args.name);
     let id = SpiffeId::new(&trust_domain, &args.namespace, service_account)
         .context("the waypoint's SPIFFE ID (--namespace, --service-account)")?;
-    let bundle = load_trust_bundle(&args.identity_dir).context("reading the mesh root")?;
-    let roots = ambit_mesh::tls::roots_from_der(&bundle)
-        .context("the mesh root is not a usable trust anchor")?;
-    let identity = WaypointIdentity::new(id, roots);
-    match args.ca_addr {
-        None => {
-            hbone::watch_files(identity.clone(), args.identity_dir.clone(), POLL);
-        }
-        Some(ca) => from_ca(&identity, ca, &args.identity_dir)?,
-    }
+    let identity = start_identity(&args, id)?;
 
     let pool = Pool::new(
         PoolSettings::default(),
@@ -96,11 +113,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_hbone_port(args.node_hbone_port);
     let waypoint = Arc::new(Waypoint::new(Arc::new(connector), Default::default()));
     let routes_loaded = Arc::new(AtomicBool::new(false));
+    let reporter = match args.config_source {
+        SourceKind::File => None,
+        SourceKind::Kube => {
+            let client = kube::Client::try_default()
+                .await
+                .context("no Kubernetes client config (in-cluster or kubeconfig)")?;
+            Some(StatusReporter::new(
+                ApiRouteStatus::new(client),
+                &args.namespace,
+                &args.name,
+            ))
+        }
+    };
     tokio::spawn(follow(
         waypoint.clone(),
         models.clone(),
         args.routes.clone(),
         routes_loaded.clone(),
+        reporter,
     ));
     let ready_identity = identity.clone();
     tokio::spawn(admin::serve_readiness(
@@ -131,12 +162,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Applies the model and the route file now and whenever either changes; a route file that
-/// does not parse leaves the previous config in force.
+/// does not parse leaves the previous config in force. With a reporter, each route's verdict
+/// is written to its status.
 async fn follow(
     waypoint: Arc<Waypoint>,
     mut models: watch::Receiver<Arc<Model>>,
     routes: Option<PathBuf>,
     loaded: Arc<AtomicBool>,
+    mut reporter: Option<StatusReporter<ApiRouteStatus>>,
 ) {
     let mut extra = Config::default();
     let mut have_routes = routes.is_none();
@@ -159,8 +192,11 @@ async fn follow(
             }
         }
         let model = models.borrow_and_update().clone();
-        apply(&waypoint, &model, &extra);
+        let verdicts = apply(&waypoint, &model, &extra);
         loaded.store(have_routes, Ordering::Relaxed);
+        if let Some(reporter) = reporter.as_mut() {
+            reporter.report(&model, &verdicts).await;
+        }
         tokio::select! {
             changed = models.changed() => if changed.is_err() { return },
             () = wait_for_change(routes.as_deref(), stamp) => {}
@@ -170,7 +206,7 @@ async fn follow(
 
 /// The one place the engine's config is assembled: the mesh model's HTTPRoutes, then any
 /// from the route file (which also adds traffic policies and TCP routes).
-fn apply(waypoint: &Waypoint, model: &Model, extra: &Config) {
+fn apply(waypoint: &Waypoint, model: &Model, extra: &Config) -> Vec<RouteVerdict> {
     let routes: Vec<_> = model
         .http_routes()
         .iter()
@@ -186,6 +222,7 @@ fn apply(waypoint: &Waypoint, model: &Model, extra: &Config) {
         rejected = verdicts.len() - accepted,
         "routes loaded"
     );
+    verdicts
 }
 
 async fn wait_for_change(path: Option<&Path>, stamp: Option<std::time::SystemTime>) {
@@ -200,11 +237,54 @@ async fn wait_for_change(path: Option<&Path>, stamp: Option<std::time::SystemTim
     }
 }
 
-/// Gets the SVID from the CA with the node credentials in `dir`, and keeps it renewed. The CA
-/// signs it only if the mesh model lists a workload with this service account on that node.
-fn from_ca(identity: &Arc<WaypointIdentity>, ca: SocketAddr, dir: &Path) -> anyhow::Result<()> {
-    let client = CaClient::from_dir(ca, dir)
-        .with_context(|| format!("reading node credentials from {}", dir.display()))?;
+/// The waypoint's identity, with its SVID kept current: from files, or from the CA with node
+/// credentials or a service-account token.
+fn start_identity(args: &Args, id: SpiffeId) -> anyhow::Result<Arc<WaypointIdentity>> {
+    /// Where the SVID comes from.
+    enum Svid {
+        Files(PathBuf),
+        Ca(CaClient),
+    }
+    let (bundle, svid) = match (&args.identity_dir, &args.ca_token_file, &args.ca_root) {
+        (Some(dir), _, _) => {
+            let bundle = load_trust_bundle(dir).context("reading the mesh root")?;
+            let svid =
+                match &args.ca_addr {
+                    Some(ca) => Svid::Ca(CaClient::from_dir(ca, dir).with_context(|| {
+                        format!("reading node credentials from {}", dir.display())
+                    })?),
+                    None => Svid::Files(dir.clone()),
+                };
+            (bundle, svid)
+        }
+        (None, Some(token), Some(root)) => {
+            let ca = args
+                .ca_addr
+                .as_deref()
+                .context("--ca-token-file needs --ca-addr")?;
+            let bundle = load_roots(root).context("reading the mesh root (--ca-root)")?;
+            let client = CaClient::with_token(ca, root, token)
+                .context("preparing the CA client (--ca-token-file)")?;
+            (bundle, Svid::Ca(client))
+        }
+        _ => anyhow::bail!("no identity: --identity-dir, or --ca-token-file with --ca-root"),
+    };
+    let roots = ambit_mesh::tls::roots_from_der(&bundle)
+        .context("the mesh root is not a usable trust anchor")?;
+    let identity = WaypointIdentity::new(id, roots);
+    match svid {
+        Svid::Ca(client) => from_ca(&identity, client),
+        Svid::Files(dir) => {
+            hbone::watch_files(identity.clone(), dir, POLL);
+        }
+    }
+    Ok(identity)
+}
+
+/// Gets the SVID from the CA and keeps it renewed. The CA signs it only if this waypoint may
+/// have it: a workload of its service account on the node of the node credentials, or the
+/// service account its token belongs to.
+fn from_ca(identity: &Arc<WaypointIdentity>, client: CaClient) {
     let store = CertStore::new();
     let (wanted, wanted_rx) = watch::channel(BTreeSet::from([identity.id().clone()]));
     CertRotator::new(store.clone(), client, wanted_rx).spawn();
@@ -230,5 +310,4 @@ fn from_ca(identity: &Arc<WaypointIdentity>, ca: SocketAddr, dir: &Path) -> anyh
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     });
-    Ok(())
 }

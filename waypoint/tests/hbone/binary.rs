@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_mesh::identity::{serve, server_config, Ca, CaService, NodeId};
+use ambit_mesh::identity::{serve, server_config, Ca, CaService, ClientAuth, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -162,7 +162,7 @@ async fn run_gets_its_svid_from_the_ca_with_its_nodes_credential() {
     let signer = Arc::new(Ca::load(&ca.dir, TRUST_DOMAIN).expect("CA load"));
     let (_model_tx, models) = watch::channel(model());
     let service = CaService::new(signer.clone(), models);
-    let tls = server_config(&signer).expect("CA TLS");
+    let tls = server_config(&signer, ClientAuth::NodeCertificate).expect("CA TLS");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind CA");
     let ca_addr = listener.local_addr().expect("CA addr");
     let server = tokio::spawn(serve(listener, service, tls, std::future::pending()));

@@ -3,12 +3,14 @@
 //!
 //! # What is wired
 //! The kube source reports every missing backend as a [`Problem`] (one log line when it
-//! appears, a counter). Writing the condition to the route is [`RouteStatusWriter`]'s job;
-//! [`ApiRouteStatus`] does it with `patch_status`, but nothing calls it yet: every node agent
-//! runs this source, and status wants one writer (the waypoint or the controller, later).
+//! appears, a counter). Writing conditions to the route is [`RouteStatusWriter`]'s job;
+//! [`ApiRouteStatus`] does it with `patch_status`. Node agents never write (every node runs
+//! this source, and status wants one writer): the waypoint serving a route writes its
+//! verdict and this `ResolvedRefs` condition.
 
 use std::future::Future;
 
+use gateway_api::experimental::grpcroutes::GrpcRoute;
 use gateway_api::experimental::httproutes::{
     HttpRoute, HttpRouteStatus, HttpRouteStatusParents, HttpRouteStatusParentsParentRef,
 };
@@ -68,10 +70,7 @@ pub fn http_route_missing_backends(model: &Model, route: &HttpRoute) -> Vec<Miss
 }
 
 /// As [`http_route_missing_backends`], for a GRPCRoute.
-pub fn grpc_route_missing_backends(
-    model: &Model,
-    route: &gateway_api::experimental::grpcroutes::GrpcRoute,
-) -> Vec<MissingBackend> {
+pub fn grpc_route_missing_backends(model: &Model, route: &GrpcRoute) -> Vec<MissingBackend> {
     let namespace = route.metadata.namespace.as_deref().unwrap_or_default();
     missing(model, namespace, backend_refs!(route))
 }
@@ -168,34 +167,79 @@ pub fn resolved_refs(missing: &[MissingBackend], generation: Option<i64>, now: T
     }
 }
 
-/// `route`'s status as Ambit sees it: one entry per parentRef, each with `condition`.
-pub fn http_route_status(route: &HttpRoute, condition: &Condition) -> HttpRouteStatus {
-    let parents = route
-        .spec
-        .parent_refs
-        .iter()
-        .flatten()
-        .map(|p| HttpRouteStatusParents {
-            conditions: vec![condition.clone()],
-            controller_name: CONTROLLER_NAME.to_owned(),
-            parent_ref: HttpRouteStatusParentsParentRef {
+/// The two route kinds Ambit writes status on; their status shapes are field-for-field equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    Http,
+    Grpc,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+        }
+    }
+}
+
+/// A route's parentRefs in the shape a status entry names them.
+macro_rules! status_parents {
+    ($route:expr) => {
+        $route
+            .spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .map(|p| HttpRouteStatusParentsParentRef {
                 group: p.group.clone(),
                 kind: p.kind.clone(),
                 name: p.name.clone(),
                 namespace: p.namespace.clone(),
                 port: p.port,
                 section_name: p.section_name.clone(),
-            },
+            })
+            .collect()
+    };
+}
+
+/// `route`'s parentRefs, as status entries name them.
+pub fn http_route_parents(route: &HttpRoute) -> Vec<HttpRouteStatusParentsParentRef> {
+    status_parents!(route)
+}
+
+/// As [`http_route_parents`], for a GRPCRoute.
+pub fn grpc_route_parents(route: &GrpcRoute) -> Vec<HttpRouteStatusParentsParentRef> {
+    status_parents!(route)
+}
+
+/// A route status with one entry per parent in `parents`, each with `conditions`.
+pub fn route_status(
+    parents: Vec<HttpRouteStatusParentsParentRef>,
+    conditions: &[Condition],
+) -> HttpRouteStatus {
+    let parents = parents
+        .into_iter()
+        .map(|parent_ref| HttpRouteStatusParents {
+            conditions: conditions.to_vec(),
+            controller_name: CONTROLLER_NAME.to_owned(),
+            parent_ref,
         });
     HttpRouteStatus {
         parents: parents.collect(),
     }
 }
 
-/// Writes an HTTPRoute's status; a trait so that the decision can be tested without a server.
+/// `route`'s status as Ambit sees it: one entry per parentRef, each with `condition`.
+pub fn http_route_status(route: &HttpRoute, condition: &Condition) -> HttpRouteStatus {
+    route_status(http_route_parents(route), std::slice::from_ref(condition))
+}
+
+/// Writes a route's status; a trait so that the decision can be tested without a server.
 pub trait RouteStatusWriter {
-    fn write_http_route_status(
+    fn write_route_status(
         &self,
+        kind: RouteKind,
         namespace: &str,
         name: &str,
         status: &HttpRouteStatus,
@@ -219,16 +263,27 @@ impl ApiRouteStatus {
 }
 
 impl RouteStatusWriter for ApiRouteStatus {
-    async fn write_http_route_status(
+    async fn write_route_status(
         &self,
+        kind: RouteKind,
         namespace: &str,
         name: &str,
         status: &HttpRouteStatus,
     ) -> Result<(), kube::Error> {
-        let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), namespace);
         let patch = serde_json::json!({ "status": status });
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        let params = PatchParams::default();
+        match kind {
+            RouteKind::Http => {
+                let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), namespace);
+                api.patch_status(name, &params, &Patch::Merge(&patch))
+                    .await?;
+            }
+            RouteKind::Grpc => {
+                let api: Api<GrpcRoute> = Api::namespaced(self.client.clone(), namespace);
+                api.patch_status(name, &params, &Patch::Merge(&patch))
+                    .await?;
+            }
+        }
         Ok(())
     }
 }

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use super::{id, mesh, test_ca, verify_client_chain};
 use crate::identity::{
-    client_config, serve, server_config, Ca, CaClient, CaMetrics, CaService, NodeId, CA_SERVER_NAME,
+    client_config, serve, server_config, Ca, CaClient, CaMetrics, CaService, ClientAuth, NodeId,
+    CA_SERVER_NAME,
 };
 
 /// A CA serving on loopback, for as long as the returned value lives.
@@ -34,7 +35,7 @@ async fn start_ca(name: &str) -> RunningCa {
     let (_tx, model) = watch::channel(Arc::new(mesh()));
     let service = CaService::new(ca.clone(), model);
     let metrics = service.metrics();
-    let tls = server_config(&ca).unwrap();
+    let tls = server_config(&ca, ClientAuth::NodeCertificate).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {

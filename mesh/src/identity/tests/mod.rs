@@ -6,6 +6,7 @@ mod ca;
 mod grpc;
 mod live;
 mod rotation;
+mod token;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

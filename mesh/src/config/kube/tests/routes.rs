@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::super::routes::{
-    http_route_missing_backends, http_route_status, resolved_refs, ApiRouteStatus,
+    http_route_missing_backends, http_route_status, resolved_refs, ApiRouteStatus, RouteKind,
     RouteStatusWriter, CONTROLLER_NAME,
 };
 use super::fake_api::FakeApi;
@@ -57,7 +57,7 @@ async fn status_writer_patches_the_status_subresource() {
     let route = m.http_route("shop", "echo-split").unwrap();
     let status = http_route_status(route, &resolved_refs(&[], Some(1), now()));
     ApiRouteStatus::new(api.client())
-        .write_http_route_status("shop", "echo-split", &status)
+        .write_route_status(RouteKind::Http, "shop", "echo-split", &status)
         .await
         .unwrap();
     let patches = api.status_patches();

@@ -1,22 +1,47 @@
-//! The agent's config source, file or Kubernetes, behind one face: models on a watch channel,
-//! a rejection counter and a reason to show on the readiness page.
+//! The config source a proxy runs, file or Kubernetes, behind one face: models on a watch
+//! channel, a rejection counter and a reason to show on the readiness page. The node agent
+//! and the waypoint both start theirs here, so they wait, log and report alike.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_mesh::config::{FileSource, KubeSettings, KubeSource};
-use ambit_mesh::model::Model;
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
-/// Which source `ambit-node run` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+use super::{FileSource, KubeSettings, KubeSource};
+use crate::model::Model;
+
+/// Which source to read (`--config-source file|kube`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     /// A YAML file (`--config`), reloaded when it changes or on SIGHUP.
     File,
     /// The Kubernetes API (in-cluster service account, else kubeconfig).
     Kube,
+}
+
+impl FromStr for SourceKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "file" => Ok(SourceKind::File),
+            "kube" => Ok(SourceKind::Kube),
+            other => Err(format!("unknown config source {other:?}: file or kube")),
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceKind::File => "file",
+            SourceKind::Kube => "kube",
+        })
+    }
 }
 
 /// How often start-up logs why the Kubernetes source is not ready yet.
@@ -60,6 +85,11 @@ impl ConfigSource {
                 Ok(Self::Kube(source))
             }
         }
+    }
+
+    /// The model in force now.
+    pub fn current(&self) -> Arc<Model> {
+        self.subscribe().borrow().clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<Model>> {

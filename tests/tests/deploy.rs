@@ -114,24 +114,46 @@ fn crds_validate_against_kubernetes() {
     kubernetes_validate(&files.iter().map(|f| f.0.as_path()).collect::<Vec<_>>());
 }
 
-#[test]
-fn waypoint_template_validates_once_filled_in() {
-    let rendered = kustomize("default");
-    let objects = by_key(&rendered);
+/// The waypoint template of `objects` filled in for Gateway `shop/waypoint`: `(file name,
+/// text)` per template file.
+fn waypoint_template(objects: &BTreeMap<String, Value>) -> Vec<(String, String)> {
     let template = &objects["ConfigMap ambit-system/ambit-waypoint-template"];
     let data = template["data"].as_object().expect("the template has data");
+    data.iter()
+        .map(|(name, text)| {
+            let filled = text
+                .as_str()
+                .expect("text")
+                .replace("${GATEWAY_NAME}", "waypoint")
+                .replace("${GATEWAY_NAMESPACE}", "shop");
+            assert!(
+                !filled.contains("${"),
+                "{name}: a placeholder nothing fills:\n{filled}"
+            );
+            (name.clone(), filled)
+        })
+        .collect()
+}
+
+/// The rendered objects of an overlay and those of its waypoint template for `shop/waypoint`,
+/// by key.
+fn with_waypoint(overlay: &str) -> BTreeMap<String, Value> {
+    let mut objects = by_key(&kustomize(overlay));
+    for (_, text) in waypoint_template(&objects.clone()) {
+        for object in deploy::objects(&text).expect("valid YAML") {
+            let key = object_key(&object);
+            assert!(objects.insert(key.clone(), object).is_none(), "{key} twice");
+        }
+    }
+    objects
+}
+
+#[test]
+fn waypoint_template_validates_once_filled_in() {
+    let objects = by_key(&kustomize("default"));
     let mut kinds = BTreeSet::new();
     let mut files = Vec::new();
-    for (name, text) in data {
-        let filled = text
-            .as_str()
-            .expect("text")
-            .replace("${GATEWAY_NAME}", "waypoint")
-            .replace("${GATEWAY_NAMESPACE}", "shop");
-        assert!(
-            !filled.contains("${"),
-            "{name}: a placeholder nothing fills:\n{filled}"
-        );
+    for (name, filled) in waypoint_template(&objects) {
         for object in deploy::objects(&filled).expect("valid YAML") {
             kinds.insert(object_key(&object));
         }
@@ -140,6 +162,7 @@ fn waypoint_template_validates_once_filled_in() {
     assert_eq!(
         kinds,
         BTreeSet::from([
+            "ClusterRoleBinding /ambit-waypoint-shop-waypoint".to_string(),
             "Deployment shop/waypoint".to_string(),
             "Service shop/waypoint".to_string(),
             "ServiceAccount shop/waypoint".to_string(),

@@ -9,24 +9,6 @@ use serde_json::Value;
 
 use crate::{by_key, kustomize};
 
-/// Flags the manifests pass that the binaries do not have yet, and what provides them. When a
-/// binary gains one, `manifests_use_only_flags_the_binaries_have` fails until it leaves here.
-const PENDING_FLAGS: &[(&str, &str, &str, &str)] = &[
-    // (binary, subcommand, flag, what it is waiting for)
-    (
-        "ambit-node",
-        "run",
-        "--ca-token-file",
-        "CA authentication by service-account token (today: --identity-dir)",
-    ),
-    (
-        "ambit-controller",
-        "serve",
-        "--config-source",
-        "the Kubernetes config source (today: --config FILE)",
-    ),
-];
-
 /// `<binary> <subcommand> --help`.
 fn help(binary: &str, subcommand: &str) -> String {
     let path = ambit_e2e::binary(binary).unwrap_or_else(|e| panic!("{e:#}"));
@@ -39,7 +21,7 @@ fn help(binary: &str, subcommand: &str) -> String {
 
 #[test]
 fn manifests_use_only_flags_the_binaries_have() {
-    let objects = by_key(&kustomize("default"));
+    let objects = crate::with_waypoint("default");
     let mut checked = 0;
     for object in objects.values() {
         let containers = object["spec"]["template"]["spec"]["containers"]
@@ -68,18 +50,11 @@ fn manifests_use_only_flags_the_binaries_have() {
             let help = help(binary, subcommand);
             for flag in flags {
                 let name = flag.split('=').next().unwrap_or_default();
-                let pending = PENDING_FLAGS
-                    .iter()
-                    .any(|(b, s, f, _)| (*b, *s, *f) == (binary, *subcommand, name));
                 let has = help
                     .split(|c: char| c.is_whitespace() || c == ',')
                     .any(|w| w == name);
                 assert!(
-                    !(has && pending),
-                    "{binary} {subcommand} has {name} now: remove it from PENDING_FLAGS"
-                );
-                assert!(
-                    has || pending,
+                    has,
                     "{} passes {name}, which `{binary} {subcommand}` does not have:\n{help}",
                     object_key(object)
                 );

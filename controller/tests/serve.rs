@@ -124,3 +124,45 @@ async fn served_ca_signs_for_pods_on_the_node_and_follows_the_config() {
         }
     }
 }
+
+#[test]
+fn kube_mode_without_a_cluster_says_so_and_a_bad_service_account_is_named() {
+    // Not under temp_dir(), which the other test empties.
+    let dir = std::env::temp_dir().join(format!("ambit-controller-kube-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca");
+    run(&["init-ca", "--dir", ca.to_str().unwrap()]);
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--ca-dir",
+            ca.to_str().unwrap(),
+            "--config-source",
+            "kube",
+        ];
+        args.extend_from_slice(extra);
+        let out = controller(&args)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("KUBECONFIG", dir.join("no-such-kubeconfig"))
+            .env("HOME", &dir)
+            .output()
+            .expect("runs");
+        assert!(
+            !out.status.success(),
+            "serve {extra:?} started without a cluster"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = serve(&[]);
+    assert!(
+        stderr.contains("no Kubernetes client config (in-cluster or kubeconfig)"),
+        "{stderr}"
+    );
+    let stderr = serve(&["--node-agent-service-account", "ambit-node"]);
+    assert!(
+        stderr.contains("--node-agent-service-account \"ambit-node\" is not namespace/name"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

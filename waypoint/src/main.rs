@@ -12,7 +12,7 @@ use clap::Parser;
 #[command(name = "ambit-waypoint", version)]
 enum Cli {
     /// Serve HBONE on port 15008 for a namespace's Services, as a mesh workload.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// Serve one Service port on plain TCP and reach backends over plain TCP (no mesh).
     Local(cmd::local::Args),
 }
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli {
-            Cli::Run(args) => cmd::run::run(args).await,
+            Cli::Run(args) => cmd::run::run(*args).await,
             Cli::Local(args) => cmd::local::run(args).await,
         }
     });

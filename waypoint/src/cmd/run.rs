@@ -243,18 +243,20 @@ fn start_identity(args: &Args, id: SpiffeId) -> anyhow::Result<Arc<WaypointIdent
     /// Where the SVID comes from.
     enum Svid {
         Files(PathBuf),
-        Ca(CaClient),
+        Ca(Box<CaClient>),
     }
     let (bundle, svid) = match (&args.identity_dir, &args.ca_token_file, &args.ca_root) {
         (Some(dir), _, _) => {
             let bundle = load_trust_bundle(dir).context("reading the mesh root")?;
-            let svid =
-                match &args.ca_addr {
-                    Some(ca) => Svid::Ca(CaClient::from_dir(ca, dir).with_context(|| {
+            let svid = match &args.ca_addr {
+                Some(ca) => {
+                    let client = CaClient::from_dir(ca, dir).with_context(|| {
                         format!("reading node credentials from {}", dir.display())
-                    })?),
-                    None => Svid::Files(dir.clone()),
-                };
+                    })?;
+                    Svid::Ca(Box::new(client))
+                }
+                None => Svid::Files(dir.clone()),
+            };
             (bundle, svid)
         }
         (None, Some(token), Some(root)) => {
@@ -265,7 +267,7 @@ fn start_identity(args: &Args, id: SpiffeId) -> anyhow::Result<Arc<WaypointIdent
             let bundle = load_roots(root).context("reading the mesh root (--ca-root)")?;
             let client = CaClient::with_token(ca, root, token)
                 .context("preparing the CA client (--ca-token-file)")?;
-            (bundle, Svid::Ca(client))
+            (bundle, Svid::Ca(Box::new(client)))
         }
         _ => anyhow::bail!("no identity: --identity-dir, or --ca-token-file with --ca-root"),
     };
@@ -273,7 +275,7 @@ fn start_identity(args: &Args, id: SpiffeId) -> anyhow::Result<Arc<WaypointIdent
         .context("the mesh root is not a usable trust anchor")?;
     let identity = WaypointIdentity::new(id, roots);
     match svid {
-        Svid::Ca(client) => from_ca(&identity, client),
+        Svid::Ca(client) => from_ca(&identity, *client),
         Svid::Files(dir) => {
             hbone::watch_files(identity.clone(), dir, POLL);
         }

@@ -284,26 +284,28 @@ impl Drop for KubeCa {
 
 async fn start(name: &str) -> KubeCa {
     let ca = test_ca(name);
-    let mut cluster = Cluster::default();
-    cluster.pods = vec![
-        pod(
-            "ambit-system",
-            "ambit-node-a",
-            "uid-agent-a",
-            "ambit-node",
-            "n1",
-        ),
-        pod(
-            "ambit-system",
-            "ambit-node-b",
-            "uid-agent-b",
-            "ambit-node",
-            "n2",
-        ),
-        pod("shop", "client-1", "uid-c1", "client", "n1"),
-        pod("shop", "payments-1", "uid-p1", "payments", "n2"),
-        pod("shop", "shop-waypoint-1", "uid-w1", "shop-waypoint", "n2"),
-    ];
+    let mut cluster = Cluster {
+        pods: vec![
+            pod(
+                "ambit-system",
+                "ambit-node-a",
+                "uid-agent-a",
+                "ambit-node",
+                "n1",
+            ),
+            pod(
+                "ambit-system",
+                "ambit-node-b",
+                "uid-agent-b",
+                "ambit-node",
+                "n2",
+            ),
+            pod("shop", "client-1", "uid-c1", "client", "n1"),
+            pod("shop", "payments-1", "uid-p1", "payments", "n2"),
+            pod("shop", "shop-waypoint-1", "uid-w1", "shop-waypoint", "n2"),
+        ],
+        ..Cluster::default()
+    };
     // Kubernetes ≥ 1.30: the node is in the token.
     cluster.tokens.insert(
         "agent-n1".into(),

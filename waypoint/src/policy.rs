@@ -1,7 +1,8 @@
 //! Per-Service traffic policy: outlier detection, connection pool limits, fault injection.
 //!
-//! A plain config struct until the `TrafficPolicy` CRD lands in `mesh/src/api/`; field names
-//! follow that CRD (camelCase on the wire), durations are Gateway API durations (`"10s"`,
+//! The engine's own form of Ambit's `TrafficPolicy` (`ambit_mesh::api`): defaults filled in
+//! and durations parsed ([`TrafficPolicySpec::from_crd`]). The route file (`--routes`) writes
+//! it directly, with the CRD's field names (camelCase) and Gateway API durations (`"10s"`,
 //! `"250ms"`).
 
 use std::time::Duration;
@@ -86,6 +87,44 @@ pub struct FaultAbort {
     /// Share of requests aborted, 0–100.
     pub percentage: f64,
     pub http_status: u16,
+}
+
+impl TrafficPolicySpec {
+    /// The policy a `TrafficPolicy` object (ambit.dev) asks for; fields it leaves out take
+    /// the defaults of [`OutlierDetection::default`].
+    pub fn from_crd(spec: &ambit_mesh::api::TrafficPolicySpec) -> Self {
+        let defaults = OutlierDetection::default();
+        TrafficPolicySpec {
+            outlier_detection: spec.outlier_detection.as_ref().map(|o| OutlierDetection {
+                consecutive_failures: o
+                    .consecutive_failures
+                    .unwrap_or(defaults.consecutive_failures),
+                interval: o.interval.as_ref().map_or(defaults.interval, |d| d.get()),
+                base_ejection_time: o
+                    .base_ejection_time
+                    .as_ref()
+                    .map_or(defaults.base_ejection_time, |d| d.get()),
+                max_ejection_percent: o
+                    .max_ejection_percent
+                    .unwrap_or(defaults.max_ejection_percent),
+            }),
+            connection_pool: spec.connection_pool.as_ref().map(|c| ConnectionPool {
+                max_connections: c.max_connections,
+                max_pending_requests: c.max_pending_requests,
+                max_requests_per_connection: c.max_requests_per_connection,
+            }),
+            fault_injection: spec.fault_injection.as_ref().map(|f| FaultInjection {
+                delay: f.delay.as_ref().map(|d| FaultDelay {
+                    percentage: f64::from(d.percentage),
+                    fixed_delay: d.fixed_delay.get(),
+                }),
+                abort: f.abort.as_ref().map(|a| FaultAbort {
+                    percentage: f64::from(a.percentage),
+                    http_status: a.http_status,
+                }),
+            }),
+        }
+    }
 }
 
 /// Parses a Gateway API (GEP-2257) duration such as `"1h30m"` or `"250ms"`.

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use crate::api::TrafficPolicySpec;
 use crate::model::Protocol;
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +36,8 @@ pub(super) struct Document {
     pub http_routes: Vec<Manifest<HttpRouteSpec>>,
     #[serde(default)]
     pub grpc_routes: Vec<Manifest<GrpcRouteSpec>>,
+    #[serde(default)]
+    pub traffic_policies: Vec<Manifest<TrafficPolicySpec>>,
     #[serde(default)]
     pub redirect: Redirect,
 }

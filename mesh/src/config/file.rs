@@ -15,6 +15,7 @@ use gateway_api::gateways::Gateway;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
+use crate::api::TrafficPolicy;
 use crate::model::labels::{DataplaneMode, DATAPLANE_MODE};
 use crate::model::{
     AddressSlot, Cidr, ClusterState, GatewayApiKind, Model, ModelError, Namespace, Node,
@@ -140,6 +141,15 @@ fn build(document: Document) -> Result<Model, Rejected> {
             status: None,
         })
     })?;
+    let traffic_policies = collect(document.traffic_policies, |i, m| {
+        object(m, &format!("trafficPolicies[{i}]"), |metadata, spec| {
+            TrafficPolicy {
+                metadata,
+                spec,
+                status: None,
+            }
+        })
+    })?;
     let redirect = redirect(document.redirect)?;
     let state = ClusterState {
         trust_domain,
@@ -150,6 +160,7 @@ fn build(document: Document) -> Result<Model, Rejected> {
         gateways,
         http_routes,
         grpc_routes,
+        traffic_policies,
         redirect,
     };
     Model::new(state).map_err(|err| reject(locate(&err), err))
@@ -197,6 +208,7 @@ fn list_of(kind: GatewayApiKind) -> &'static str {
         GatewayApiKind::Gateway => "gateways",
         GatewayApiKind::HttpRoute => "httpRoutes",
         GatewayApiKind::GrpcRoute => "grpcRoutes",
+        GatewayApiKind::TrafficPolicy => "trafficPolicies",
     }
 }
 

@@ -61,6 +61,8 @@ pub enum GatewayApiKind {
     Gateway,
     HttpRoute,
     GrpcRoute,
+    /// Ambit's own `TrafficPolicy` (ambit.dev), held alongside the Gateway API objects.
+    TrafficPolicy,
 }
 
 impl std::fmt::Display for GatewayApiKind {
@@ -69,6 +71,7 @@ impl std::fmt::Display for GatewayApiKind {
             Self::Gateway => "Gateway",
             Self::HttpRoute => "HTTPRoute",
             Self::GrpcRoute => "GRPCRoute",
+            Self::TrafficPolicy => "TrafficPolicy",
         })
     }
 }
@@ -90,6 +93,7 @@ pub(super) struct Index {
     pub gateways: NamespacedNames,
     pub http_routes: NamespacedNames,
     pub grpc_routes: NamespacedNames,
+    pub traffic_policies: NamespacedNames,
     /// Per namespace, then Gateway name, the positions of the workloads labelled
     /// `gateway.networking.k8s.io/gateway-name` with that name.
     pub by_gateway: HashMap<String, HashMap<String, Vec<usize>>>,
@@ -190,6 +194,10 @@ impl Index {
         index.grpc_routes = named(
             GatewayApiKind::GrpcRoute,
             state.grpc_routes.iter().map(|r| &r.metadata),
+        )?;
+        index.traffic_policies = named(
+            GatewayApiKind::TrafficPolicy,
+            state.traffic_policies.iter().map(|p| &p.metadata),
         )?;
         for (i, w) in state.workloads.iter().enumerate() {
             if let Some(gateway) = w.labels.get(GATEWAY_NAME) {

@@ -35,6 +35,8 @@ use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::gateways::Gateway;
 use serde::{Serialize, Serializer};
 
+use crate::api::{TargetKind, TrafficPolicy};
+
 pub use cidr::{Cidr, CidrError};
 pub use enrollment::Enrollment;
 pub use index::{AddressSlot, GatewayApiKind, ModelError};
@@ -69,8 +71,9 @@ pub struct ClusterState {
     pub http_routes: Vec<HttpRoute>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub grpc_routes: Vec<GrpcRoute>,
-    // Ambit's TrafficPolicy CRD (mesh/src/api/) joins here as `traffic_policies`, read by both
-    // sources like the routes.
+    /// Ambit's TrafficPolicies: outlier detection, limits and faults the waypoint applies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub traffic_policies: Vec<TrafficPolicy>,
     pub redirect: RedirectSettings,
 }
 
@@ -85,6 +88,7 @@ impl Default for ClusterState {
             gateways: Vec::new(),
             http_routes: Vec::new(),
             grpc_routes: Vec::new(),
+            traffic_policies: Vec::new(),
             redirect: RedirectSettings::default(),
         }
     }
@@ -148,6 +152,39 @@ impl Model {
     pub fn gateway(&self, namespace: &str, name: &str) -> Option<&Gateway> {
         let i = self.index.gateways.get(namespace, name)?;
         Some(&self.state.gateways[i])
+    }
+
+    pub fn traffic_policies(&self) -> &[TrafficPolicy] {
+        &self.state.traffic_policies
+    }
+
+    /// The TrafficPolicy in force for the Service `namespace/name`: one that targets the
+    /// Service wins over one that targets its waypoint Gateway; among equals, the first in
+    /// namespace/name order.
+    pub fn traffic_policy_for(&self, namespace: &str, name: &str) -> Option<&TrafficPolicy> {
+        let service = self.service(namespace, name)?;
+        let waypoint = self
+            .waypoint_for(service)
+            .and_then(|g| g.metadata.name.as_deref());
+        let targets = |p: &TrafficPolicy, kind: TargetKind, target: &str| {
+            p.metadata.namespace.as_deref() == Some(namespace)
+                && p.spec
+                    .target_refs
+                    .iter()
+                    .any(|t| t.kind == kind && t.group == kind.group() && t.name == target)
+        };
+        let mut ordered: Vec<&TrafficPolicy> = self.state.traffic_policies.iter().collect();
+        ordered.sort_by_key(|p| (p.metadata.namespace.clone(), p.metadata.name.clone()));
+        ordered
+            .iter()
+            .find(|p| targets(p, TargetKind::Service, name))
+            .or_else(|| {
+                let gateway = waypoint?;
+                ordered
+                    .iter()
+                    .find(|p| targets(p, TargetKind::Gateway, gateway))
+            })
+            .copied()
     }
 
     pub fn http_route(&self, namespace: &str, name: &str) -> Option<&HttpRoute> {

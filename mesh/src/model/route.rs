@@ -14,6 +14,8 @@ use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::gateways::Gateway;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::api::TrafficPolicy;
+
 /// kubectl's copy of the applied manifest: large, and the same as the object.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -34,6 +36,16 @@ impl Trimmed for Gateway {
 }
 
 impl Trimmed for HttpRoute {
+    fn trimmed(self) -> Self {
+        Self {
+            metadata: trimmed_meta(self.metadata),
+            spec: self.spec,
+            status: None,
+        }
+    }
+}
+
+impl Trimmed for TrafficPolicy {
     fn trimmed(self) -> Self {
         Self {
             metadata: trimmed_meta(self.metadata),

@@ -8,6 +8,7 @@ use ambit_mesh::model::Model;
 use gateway_api::experimental::httproutes::HttpRoute;
 
 use crate::model::{Destination, Service, ServiceName, ServicePort};
+use crate::policy::TrafficPolicySpec;
 use crate::Config;
 
 /// Why an address could not be resolved; the front end answers 400 with it.
@@ -115,8 +116,9 @@ pub fn hop(model: &Model, endpoint: SocketAddr, hbone_port: u16) -> Result<Hop, 
 }
 
 /// The engine's Services from the mesh model: each port's endpoints are the selected
-/// workloads' first address and the port's target port. `appProtocol` and traffic policy are
-/// not in the mesh model yet (HTTP detected per connection, default policy).
+/// workloads' first address and the port's target port; the traffic policy is the model's
+/// TrafficPolicy for the Service ([`Model::traffic_policy_for`]). `appProtocol` is not in the
+/// mesh model yet (HTTP is detected per connection).
 pub fn services(model: &Model) -> Vec<Service> {
     model
         .services()
@@ -137,7 +139,10 @@ pub fn services(model: &Model) -> Vec<Service> {
                         .collect(),
                 })
                 .collect(),
-            traffic_policy: Default::default(),
+            traffic_policy: model
+                .traffic_policy_for(&s.namespace, &s.name)
+                .map(|p| TrafficPolicySpec::from_crd(&p.spec))
+                .unwrap_or_default(),
         })
         .collect()
 }

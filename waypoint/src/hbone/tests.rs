@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::*;
 use crate::model::{Destination, ServiceName};
@@ -117,4 +118,43 @@ fn route_file_services_add_policy_and_app_protocol_to_model_services() {
     let port = reviews.port(80).expect("port 80");
     assert_eq!(port.app_protocol.as_deref(), Some("http2"));
     assert_eq!(port.endpoints.len(), 2, "endpoints come from the model");
+}
+
+#[test]
+fn services_take_the_models_traffic_policy_with_defaults_filled_in() {
+    let model = ambit_mesh::config::parse(
+        "
+namespaces: [{name: shop, labels: {ambit.dev/dataplane-mode: ambient}}]
+services:
+  - {name: reviews, namespace: shop, ports: [{port: 9080}]}
+  - {name: ratings, namespace: shop, ports: [{port: 9090}]}
+trafficPolicies:
+  - apiVersion: ambit.dev/v1alpha1
+    kind: TrafficPolicy
+    metadata: {name: reviews, namespace: shop}
+    spec:
+      targetRefs: [{group: \"\", kind: Service, name: reviews}]
+      outlierDetection: {consecutiveFailures: 3, baseEjectionTime: 2s}
+      faultInjection: {delay: {percentage: 10, fixedDelay: 200ms}}
+",
+    )
+    .unwrap();
+    let services = resolve::services(&model);
+    let reviews = services.iter().find(|s| s.name == "reviews").unwrap();
+    let outlier = reviews.traffic_policy.outlier_detection.as_ref().unwrap();
+    assert_eq!(outlier.consecutive_failures, 3);
+    assert_eq!(outlier.base_ejection_time, Duration::from_secs(2));
+    assert_eq!(outlier.interval, Duration::from_secs(10), "the default");
+    let delay = reviews
+        .traffic_policy
+        .fault_injection
+        .as_ref()
+        .and_then(|f| f.delay.as_ref())
+        .unwrap();
+    assert_eq!(
+        (delay.percentage, delay.fixed_delay),
+        (10.0, Duration::from_millis(200))
+    );
+    let ratings = services.iter().find(|s| s.name == "ratings").unwrap();
+    assert_eq!(ratings.traffic_policy, Default::default());
 }

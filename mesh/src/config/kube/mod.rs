@@ -16,6 +16,7 @@
 //! | EndpointSlices | label `kubernetes.io/service-name` | name, labels, ports |
 //! | Gateways | only `gatewayClassName: ambit-waypoint` kept | trimmed ([`Trimmed`](crate::model::Trimmed)) |
 //! | HTTPRoutes, GRPCRoutes | - | trimmed |
+//! | TrafficPolicies (ambit.dev) | - | trimmed |
 //!
 //! Namespaces, Nodes and Pods are converted on receipt and only their model form is kept;
 //! Services and EndpointSlices are kept as received and converted together at each model.

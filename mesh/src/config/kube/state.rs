@@ -19,6 +19,7 @@ use kube::ResourceExt;
 
 use super::convert::{self, Converted, Problem};
 use super::routes;
+use crate::api::TrafficPolicy;
 use crate::model::{
     is_waypoint, AddressSlot, ClusterState, Model, ModelError, Namespace, Node, RedirectSettings,
     Trimmed, Workload,
@@ -43,10 +44,11 @@ pub enum Watch {
     Gateways,
     HttpRoutes,
     GrpcRoutes,
+    TrafficPolicies,
 }
 
 impl Watch {
-    pub const ALL: [Watch; 9] = [
+    pub const ALL: [Watch; 10] = [
         Self::Namespaces,
         Self::Nodes,
         Self::LocalPods,
@@ -56,6 +58,7 @@ impl Watch {
         Self::Gateways,
         Self::HttpRoutes,
         Self::GrpcRoutes,
+        Self::TrafficPolicies,
     ];
 }
 
@@ -71,6 +74,7 @@ impl fmt::Display for Watch {
             Self::Gateways => "gateways",
             Self::HttpRoutes => "httproutes",
             Self::GrpcRoutes => "grpcroutes",
+            Self::TrafficPolicies => "trafficpolicies",
         })
     }
 }
@@ -88,6 +92,7 @@ pub enum Change {
     Gateway(Event<Gateway>),
     HttpRoute(Event<HttpRoute>),
     GrpcRoute(Event<GrpcRoute>),
+    TrafficPolicy(Event<TrafficPolicy>),
     Failed { watch: Watch, error: String },
 }
 
@@ -183,6 +188,7 @@ pub(super) struct State {
     gateways: Store<Gateway>,
     http_routes: Store<HttpRoute>,
     grpc_routes: Store<GrpcRoute>,
+    traffic_policies: Store<TrafficPolicy>,
 }
 
 fn kept<K: Clone>(object: &K) -> Converted<K> {
@@ -220,6 +226,7 @@ impl State {
             Change::Gateway(e) => self.gateways.feed(e, waypoint),
             Change::HttpRoute(e) => self.http_routes.feed(e, trimmed),
             Change::GrpcRoute(e) => self.grpc_routes.feed(e, trimmed),
+            Change::TrafficPolicy(e) => self.traffic_policies.feed(e, trimmed),
             Change::Failed { watch, error } => {
                 self.store_status(watch).1.replace(error);
                 false
@@ -244,6 +251,7 @@ impl State {
             Watch::Gateways => status!(self.gateways),
             Watch::HttpRoutes => status!(self.http_routes),
             Watch::GrpcRoutes => status!(self.grpc_routes),
+            Watch::TrafficPolicies => status!(self.traffic_policies),
         }
     }
 
@@ -294,6 +302,7 @@ impl State {
             gateways: self.gateways.values().cloned().collect(),
             http_routes: self.http_routes.values().cloned().collect(),
             grpc_routes: self.grpc_routes.values().cloned().collect(),
+            traffic_policies: self.traffic_policies.values().cloned().collect(),
             redirect: redirect.clone(),
         };
         let model = loop {

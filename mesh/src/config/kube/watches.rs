@@ -80,9 +80,16 @@ pub fn changes(client: Client, node: &str) -> BoxStream<'static, Change> {
         ),
         watch(
             &client,
-            all,
+            all.clone(),
             Watch::GrpcRoutes,
             Change::GrpcRoute,
+            drop_managed_fields,
+        ),
+        watch(
+            &client,
+            all,
+            Watch::TrafficPolicies,
+            Change::TrafficPolicy,
             drop_managed_fields,
         ),
     ])

@@ -145,3 +145,59 @@ grpcRoutes:",
         "httpRoutes[1].metadata.name: HTTPRoute shop/reviews is listed twice",
     );
 }
+
+const POLICIES: &str = "
+namespaces:
+  - name: shop
+    labels: {ambit.dev/dataplane-mode: ambient, ambit.dev/use-waypoint: waypoint}
+services:
+  - {name: reviews, namespace: shop}
+  - {name: ratings, namespace: shop}
+  - {name: legacy, namespace: shop, labels: {ambit.dev/use-waypoint: none}}
+gateways:
+  - apiVersion: gateway.networking.k8s.io/v1
+    kind: Gateway
+    metadata: {name: waypoint, namespace: shop}
+    spec:
+      gatewayClassName: ambit-waypoint
+      listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+trafficPolicies:
+  - apiVersion: ambit.dev/v1alpha1
+    kind: TrafficPolicy
+    metadata: {name: whole-waypoint, namespace: shop}
+    spec:
+      targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]
+      connectionPool: {maxConnections: 100}
+  - apiVersion: ambit.dev/v1alpha1
+    kind: TrafficPolicy
+    metadata: {name: reviews, namespace: shop}
+    spec:
+      targetRefs: [{group: \"\", kind: Service, name: reviews}]
+      outlierDetection: {consecutiveFailures: 3}
+";
+
+#[test]
+fn a_service_takes_its_own_traffic_policy_before_its_waypoints() {
+    let m = parse(POLICIES).unwrap();
+    assert_eq!(m.traffic_policies().len(), 2);
+    let name = |ns: &str, svc: &str| {
+        m.traffic_policy_for(ns, svc)
+            .and_then(|p| p.metadata.name.clone())
+    };
+    assert_eq!(name("shop", "reviews").as_deref(), Some("reviews"));
+    assert_eq!(name("shop", "ratings").as_deref(), Some("whole-waypoint"));
+    assert_eq!(name("shop", "legacy"), None, "no waypoint, no policy");
+    assert_eq!(name("shop", "missing"), None);
+}
+
+#[test]
+fn a_traffic_policy_of_the_wrong_kind_or_twice_is_named_by_its_path() {
+    assert_refused(
+        &POLICIES.replace("kind: TrafficPolicy", "kind: TrafficPolicie"),
+        "trafficPolicies[0].kind",
+    );
+    assert_refused(
+        &POLICIES.replace("name: whole-waypoint", "name: reviews"),
+        "trafficPolicies[1].metadata.name",
+    );
+}

@@ -65,7 +65,7 @@ async fn cluster_role_covers_every_watch_of_the_source() {
         .filter_map(|r| r.strip_prefix("GET "))
         .map(|r| requested(r.split('?').next().unwrap_or_default()))
         .collect();
-    assert_eq!(asked.len(), 8, "{asked:?}");
+    assert_eq!(asked.len(), 9, "{asked:?}");
     let granted = granted();
     let missing: Vec<&String> = asked.difference(&granted).collect();
     assert!(

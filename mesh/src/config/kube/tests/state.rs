@@ -133,6 +133,10 @@ async fn source_fed_by_a_stream_publishes_once_every_watch_listed() {
                 Change::HttpRoute(Event::Init),
                 Change::HttpRoute(Event::InitDone),
             ),
+            Watch::TrafficPolicies => (
+                Change::TrafficPolicy(Event::Init),
+                Change::TrafficPolicy(Event::InitDone),
+            ),
             Watch::GrpcRoutes => (
                 Change::GrpcRoute(Event::Init),
                 Change::GrpcRoute(Event::InitDone),

@@ -30,7 +30,7 @@ struct Resource {
     kind: &'static str,
 }
 
-const RESOURCES: [Resource; 8] = [
+const RESOURCES: [Resource; 9] = [
     Resource {
         name: "namespaces",
         path: "/api/v1/namespaces",
@@ -78,6 +78,12 @@ const RESOURCES: [Resource; 8] = [
         path: "/apis/gateway.networking.k8s.io/v1/grpcroutes",
         api_version: "gateway.networking.k8s.io/v1",
         kind: "GRPCRoute",
+    },
+    Resource {
+        name: "trafficpolicies",
+        path: "/apis/ambit.dev/v1alpha1/trafficpolicies",
+        api_version: "ambit.dev/v1alpha1",
+        kind: "TrafficPolicy",
     },
 ];
 

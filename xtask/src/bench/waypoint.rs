@@ -38,7 +38,7 @@ use anyhow::{bail, Context, Result};
 
 use super::common::attempt;
 use super::summary::Attempt;
-use process::{Running, RssSampler};
+use process::{RssSampler, Running};
 use route::Backends;
 use summary::{
     EnvoyStatus, Load, Max, Measured, Method, PathRuns, Protocol, ProxyPath, ProxyRss,
@@ -142,7 +142,10 @@ fn wait_listening(proxy: &mut Running, addr: SocketAddr) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("{} is not listening on {addr} after {START_TIMEOUT:?}", proxy.label)
+    bail!(
+        "{} is not listening on {addr} after {START_TIMEOUT:?}",
+        proxy.label
+    )
 }
 
 /// A proxy and where the client reaches it.
@@ -183,13 +186,14 @@ fn measure() -> Result<Summary> {
         },
     };
     let paths = bench.paths();
-    let routes = ProxyPath::ALL.map(|path| {
-        paths
-            .contains(&path)
-            .then(|| bench.route_evidence(path))
-    });
+    let routes =
+        ProxyPath::ALL.map(|path| paths.contains(&path).then(|| bench.route_evidence(path)));
     let waypoint_idle = bench.waypoint.process.rss_kb()?;
-    let envoy_idle = bench.envoy.as_ref().map(|e| e.process.rss_kb()).transpose()?;
+    let envoy_idle = bench
+        .envoy
+        .as_ref()
+        .map(|e| e.process.rss_kb())
+        .transpose()?;
     bench.settle(&paths);
     let mut pids = vec![bench.waypoint.process.pid()];
     pids.extend(bench.envoy.as_ref().map(|e| e.process.pid()));
@@ -391,13 +395,19 @@ impl Bench {
     /// A discarded closed-loop run on every path and protocol: connections, pools and caches
     /// warm up before anything counts.
     fn settle(&self, paths: &[ProxyPath]) {
-        eprintln!("bench waypoint: settling: {SETTLE_REQUESTS} requests per path and protocol, discarded");
+        eprintln!(
+            "bench waypoint: settling: {SETTLE_REQUESTS} requests per path and protocol, discarded"
+        );
         for protocol in Protocol::ALL {
             for &path in paths {
                 if let Some((to, _)) = self.target(path) {
                     let opts = Bench::opts(protocol, SETTLE_REQUESTS, None);
                     if let Err(e) = self.client(to, "/", &opts).and_then(all_answered) {
-                        eprintln!("bench waypoint: settling {} {} failed: {e:#}", protocol.tag(), path.label());
+                        eprintln!(
+                            "bench waypoint: settling {} {} failed: {e:#}",
+                            protocol.tag(),
+                            path.label()
+                        );
                     }
                 }
             }
@@ -484,7 +494,10 @@ fn start_waypoint(dir: &Path, pinning: Pinning, backends: &Backends) -> Result<P
         .args(["--listen", &listen.to_string()])
         .arg("--config")
         .arg(&config)
-        .args(["--service", &format!("{}/{}", route::NAMESPACE, route::SERVICE)])
+        .args([
+            "--service",
+            &format!("{}/{}", route::NAMESPACE, route::SERVICE),
+        ])
         .args(["--port", &route::SERVICE_PORT.to_string()])
         .args(["--metrics-listen", &metrics.to_string()]);
     let mut cmd = pinned(pinning.proxy, cmd);

@@ -51,7 +51,8 @@ pub fn waypoint_config(backends: &Backends) -> Value {
             "ports": [{"port": SERVICE_PORT, "endpoints": [addr.to_string()]}],
         })
     };
-    let backend_ref = |version: &str| json!([{"name": backend_name(version), "port": SERVICE_PORT}]);
+    let backend_ref =
+        |version: &str| json!([{"name": backend_name(version), "port": SERVICE_PORT}]);
     let policy = |mut rule: Value| {
         rule["timeouts"] = json!({"request": go_duration(REQUEST_TIMEOUT)});
         rule["retry"] = json!({

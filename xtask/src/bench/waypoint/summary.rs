@@ -262,8 +262,15 @@ pub fn summarize(measured: Measured) -> Summary {
                 Some(&base),
                 &mut warnings,
             );
-            let envoy = envoy
-                .map(|runs| figures(protocol, ProxyPath::Envoy, &runs, Some(&base), &mut warnings));
+            let envoy = envoy.map(|runs| {
+                figures(
+                    protocol,
+                    ProxyPath::Envoy,
+                    &runs,
+                    Some(&base),
+                    &mut warnings,
+                )
+            });
             let waypoint_vs_envoy = envoy.as_ref().map(|envoy| VsEnvoy {
                 p99_ratio: ratio(waypoint.p99_ms, envoy.p99_ms),
                 rps_per_core_ratio: ratio(waypoint.rps_per_core, envoy.rps_per_core),
@@ -379,7 +386,9 @@ fn check_route(path: ProxyPath, r: &RouteEvidence) -> (Vec<String>, bool) {
     };
     let (tester_wanted, tries_wanted) = match path {
         ProxyPath::Direct => ("v1", 1),
-        ProxyPath::Waypoint | ProxyPath::Envoy => ("v2", 1 + u64::from(super::route::RETRY_ATTEMPTS)),
+        ProxyPath::Waypoint | ProxyPath::Envoy => {
+            ("v2", 1 + u64::from(super::route::RETRY_ATTEMPTS))
+        }
     };
     let shown = |s: &Option<String>| s.clone().unwrap_or_else(|| "no answer".into());
     expect(

@@ -46,7 +46,7 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
     writeln!(out)?;
     writeln!(
         out,
-        "{:<24} {:>8} {:>8} {:>8} {:>9}   {:>6} {:>6} {:>6}",
+        "{:<24} {:>8} {:>8} {:>8} {:>10}   {:>7} {:>6} {:>6}",
         "path", "req/s", "p50 ms", "p99 ms", "req/s/core", "req/s ×", "p50 ×", "p99 ×"
     )?;
     for p in &s.protocols {
@@ -90,7 +90,12 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
                 Some(cores) => format!("{:.0}@{cores:.2}", m.rps),
                 None => format!("{:.0}", m.rps),
             });
-            writeln!(out, "  {} {}  {load:<36} {max}", p.protocol.tag(), path.tag())?;
+            writeln!(
+                out,
+                "  {} {}  {load:<36} {max}",
+                p.protocol.tag(),
+                path.tag()
+            )?;
         }
     }
     writeln!(out)?;
@@ -117,15 +122,19 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
 fn write_path(out: &mut String, protocol: &str, f: &PathFigures) -> fmt::Result {
     writeln!(
         out,
-        "{:<24} {:>8} {:>8} {:>8} {:>9}   {:>6} {:>6} {:>6}",
+        "{:<24} {:>8} {:>8} {:>8} {:>10}   {:>7} {:>6} {:>6}",
         format!("{protocol} {}", f.label),
         cell(f.rps, 0),
         cell(f.p50_ms, 3),
         cell(f.p99_ms, 3),
-        f.rps_per_core.map_or_else(|| "-".into(), |v| format!("{v:.0}")),
-        f.rps_ratio.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
-        f.p50_ratio.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
-        f.p99_ratio.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+        f.rps_per_core
+            .map_or_else(|| "-".into(), |v| format!("{v:.0}")),
+        f.rps_ratio
+            .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+        f.p50_ratio
+            .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+        f.p99_ratio
+            .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
     )
 }
 

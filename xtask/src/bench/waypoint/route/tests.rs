@@ -27,7 +27,9 @@ fn envoy_routes(config: &Value) -> &Vec<Value> {
 #[test]
 fn both_proxies_send_the_tester_to_v2_and_everyone_else_to_v1() {
     let waypoint = waypoint_config(&backends());
-    let rules = waypoint["httpRoutes"][0]["spec"]["rules"].as_array().unwrap();
+    let rules = waypoint["httpRoutes"][0]["spec"]["rules"]
+        .as_array()
+        .unwrap();
     assert_eq!(rules.len(), 2);
     assert_eq!(
         rules[0]["matches"][0]["headers"][0],
@@ -53,7 +55,9 @@ fn both_proxies_send_the_tester_to_v2_and_everyone_else_to_v1() {
 fn both_proxies_retry_and_time_out_alike_on_every_rule() {
     let waypoint = waypoint_config(&backends());
     let envoy = envoy();
-    let rules = waypoint["httpRoutes"][0]["spec"]["rules"].as_array().unwrap();
+    let rules = waypoint["httpRoutes"][0]["spec"]["rules"]
+        .as_array()
+        .unwrap();
     for (rule, route) in rules.iter().zip(envoy_routes(&envoy)) {
         let (retry, policy) = (&rule["retry"], &route["route"]["retry_policy"]);
         assert_eq!(retry["attempts"], 2);
@@ -96,7 +100,10 @@ fn both_proxies_reach_the_same_backends() {
         .collect();
     assert_eq!(
         ports,
-        [(json!("web-v1"), json!(18081)), (json!("web-v2"), json!(18082))]
+        [
+            (json!("web-v1"), json!(18081)),
+            (json!("web-v2"), json!(18082))
+        ]
     );
 }
 

@@ -162,20 +162,34 @@ fn the_waypoint_is_held_to_envoy_on_p99_and_rps_per_core() {
         protocol[1].as_mut().unwrap().max = vec![max(20_000.0, Some(0.9)); 3];
     }
     let s = summarize(slower);
-    let h1 = s.targets.iter().find(|t| t.name == "h1_rps_per_core_vs_envoy").unwrap();
+    let h1 = s
+        .targets
+        .iter()
+        .find(|t| t.name == "h1_rps_per_core_vs_envoy")
+        .unwrap();
     assert!(!h1.pass && !s.all_targets_met);
 }
 
 #[test]
 fn without_envoy_its_figures_are_absent_not_zero() {
     let s = summarize(measured(false));
-    assert!(s.protocols.iter().all(|p| p.envoy.is_none() && p.waypoint_vs_envoy.is_none()));
+    assert!(s
+        .protocols
+        .iter()
+        .all(|p| p.envoy.is_none() && p.waypoint_vs_envoy.is_none()));
     assert!(s.targets.is_empty());
-    assert!(s.warnings[0].contains("pip could not reach PyPI"), "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].contains("pip could not reach PyPI"),
+        "{:?}",
+        s.warnings
+    );
     let json = serde_json::to_value(&s).unwrap();
     assert!(json["protocols"][0].get("envoy").is_none());
     assert!(json.get("envoy_rss").is_none());
-    assert_eq!(json["envoy"]["absent"]["reason"], "pip could not reach PyPI");
+    assert_eq!(
+        json["envoy"]["absent"]["reason"],
+        "pip could not reach PyPI"
+    );
     let text = table::render(&s);
     assert!(!text.contains("(c) Envoy"), "{text}");
     assert!(!text.contains("waypoint ÷ Envoy"), "{text}");
@@ -192,10 +206,16 @@ fn failed_runs_are_warned_about_and_left_out_of_the_median() {
     assert!(close(h2.waypoint.p99_ms, 0.9));
     assert_eq!(h2.waypoint.rps, None);
     assert_eq!(h2.waypoint_vs_envoy.unwrap().rps_per_core_ratio, None);
-    let target = s.targets.iter().find(|t| t.name == "h2_rps_per_core_vs_envoy").unwrap();
+    let target = s
+        .targets
+        .iter()
+        .find(|t| t.name == "h2_rps_per_core_vs_envoy")
+        .unwrap();
     assert!(!target.pass);
     assert!(
-        s.warnings.iter().any(|w| w.starts_with("h2 (b) max-rps run failed in 3 of 3")),
+        s.warnings
+            .iter()
+            .any(|w| w.starts_with("h2 (b) max-rps run failed in 3 of 3")),
         "{:?}",
         s.warnings
     );
@@ -210,10 +230,17 @@ fn a_proxy_that_does_not_route_or_retry_is_flagged() {
         tries_for_503: Some(1),
     });
     let s = summarize(m);
-    let envoy = s.routes.iter().find(|r| r.path == ProxyPath::Envoy).unwrap();
+    let envoy = s
+        .routes
+        .iter()
+        .find(|r| r.path == ProxyPath::Envoy)
+        .unwrap();
     assert!(!envoy.ok);
     assert!(envoy.findings.iter().any(|f| f.contains("(want v2)")));
-    assert!(envoy.findings.iter().any(|f| f.contains("1 times (want 3)")));
+    assert!(envoy
+        .findings
+        .iter()
+        .any(|f| f.contains("1 times (want 3)")));
     assert!(s.warnings.iter().any(|w| w.starts_with("(c): ")));
 }
 
@@ -225,10 +252,18 @@ fn the_table_shows_every_path_the_comparison_and_the_verdicts() {
         "h2 (b) ambit-waypoint",
         "h2 (c) Envoy",
         "waypoint ÷ Envoy",
-        "ambit-waypoint          8.0        12.0",
         "PASS  h1: waypoint p99",
         "result: all 4 targets met",
     ] {
         assert!(text.contains(needle), "no {needle:?} in\n{text}");
     }
+    let rss: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("  ambit-waypoint") || l.starts_with("  Envoy"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rss,
+        [["ambit-waypoint", "8.0", "12.0"], ["Envoy", "30.0", "40.0"]]
+    );
 }

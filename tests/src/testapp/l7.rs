@@ -62,8 +62,8 @@ pub struct HitCounts {
 
 /// Latency of the requests that got a response (any status), in milliseconds, to the end of
 /// the response body: from sending the request (connecting not included), or with a `rate`
-/// from when the request was due (waiting for a connection included). All zero when no
-/// request got a response.
+/// from when the request was due if it had to wait for a busy worker (waiting for a
+/// connection included). All zero when no request got a response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyMs {
     pub p50: f64,

@@ -165,6 +165,7 @@ struct Bench {
 }
 
 fn measure() -> Result<Summary> {
+    let load_average_before = load_average();
     let envoy = match envoy::ensure() {
         Ok(envoy) => Ok(envoy),
         Err(e) => {
@@ -220,7 +221,7 @@ fn measure() -> Result<Summary> {
     bench.waypoint.process.check_alive()?;
     let mb = |kb: u64| kb as f64 / KB_PER_MB;
     Ok(summary::summarize(Measured {
-        method: method(bench.pinning),
+        method: method(bench.pinning, load_average_before),
         envoy,
         runs,
         routes,
@@ -253,7 +254,7 @@ fn progress(path: ProxyPath, runs: &PathRuns) -> String {
     format!("{:<20} {load}  {max}", path.label())
 }
 
-fn method(pinning: Pinning) -> Method {
+fn method(pinning: Pinning, load_average_before: Option<f64>) -> Method {
     Method {
         runs: RUNS,
         reported: "median run (by p99 for the fixed load, by req/s for the max)",
@@ -276,6 +277,7 @@ fn method(pinning: Pinning) -> Method {
                        run's wall time)",
         rss: "VmRSS of /proc/<proxy pid>/status: idle after start, before any traffic; peak \
               of 100 ms samples during the measured runs",
+        load_average_before,
     }
 }
 
@@ -448,6 +450,12 @@ impl Bench {
             })
         })())
     }
+}
+
+/// The 1-minute load average.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// The report, if every request got a 2xx; else what went wrong.

@@ -14,6 +14,9 @@ use super::super::summary::Attempt;
 pub const P99_VS_ENVOY_LIMIT: f64 = 1.0;
 /// The waypoint's requests/s per CPU-second must be at least this multiple of Envoy's.
 pub const RPS_PER_CORE_VS_ENVOY_FLOOR: f64 = 1.5;
+/// A 1-minute load average from this up, before the bench started anything, means other work
+/// shared the CPUs.
+pub const BUSY_LOAD_AVERAGE: f64 = 1.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -141,6 +144,8 @@ pub struct Method {
     pub pinning: String,
     pub rps_per_core: &'static str,
     pub rss: &'static str,
+    /// `/proc/loadavg`'s 1-minute figure before the bench started anything.
+    pub load_average_before: Option<f64>,
 }
 
 /// Everything one benchmark run measured; `envoy` fields are `None` without Envoy.
@@ -243,6 +248,14 @@ pub fn summarize(measured: Measured) -> Summary {
         envoy_rss,
     } = measured;
     let mut warnings = Vec::new();
+    if let Some(load) = method
+        .load_average_before
+        .filter(|l| *l >= BUSY_LOAD_AVERAGE)
+    {
+        warnings.push(format!(
+            "the load average was {load:.1} before the bench started: other processes shared              the CPUs, so the proxies got only part of theirs and req/s and p99 are noisier              than usual (req/s per core, from CPU time, suffers least)"
+        ));
+    }
     if let EnvoyStatus::Absent { reason } = &envoy {
         warnings.push(format!(
             "Envoy could not be run, so there is no comparison with it: {reason}"

@@ -36,6 +36,9 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
     )?;
     writeln!(out, "  per core:   {}", m.rps_per_core)?;
     writeln!(out, "  pinning:    {}", m.pinning)?;
+    if let Some(load) = m.load_average_before {
+        writeln!(out, "  load average before the bench: {load:.2}")?;
+    }
     writeln!(
         out,
         "  after a discarded settling round, each path measured {} times (runs interleaved \
@@ -46,7 +49,7 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
     writeln!(out)?;
     writeln!(
         out,
-        "{:<24} {:>8} {:>8} {:>8} {:>10}   {:>7} {:>6} {:>6}",
+        "{:<24} {:>8} {:>8} {:>8} {:>11}   {:>7} {:>6} {:>6}",
         "path", "req/s", "p50 ms", "p99 ms", "req/s/core", "req/s ×", "p50 ×", "p99 ×"
     )?;
     for p in &s.protocols {
@@ -92,7 +95,7 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
             });
             writeln!(
                 out,
-                "  {} {}  {load:<36} {max}",
+                "  {} {}  {load:<44} {max}",
                 p.protocol.tag(),
                 path.tag()
             )?;
@@ -122,7 +125,7 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
 fn write_path(out: &mut String, protocol: &str, f: &PathFigures) -> fmt::Result {
     writeln!(
         out,
-        "{:<24} {:>8} {:>8} {:>8} {:>10}   {:>7} {:>6} {:>6}",
+        "{:<24} {:>8} {:>8} {:>8} {:>11}   {:>7} {:>6} {:>6}",
         format!("{protocol} {}", f.label),
         cell(f.rps, 0),
         cell(f.p50_ms, 3),

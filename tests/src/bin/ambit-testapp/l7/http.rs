@@ -3,9 +3,11 @@
 //!
 //! Without `--rate` the workers send as fast as answers come back (closed loop). With
 //! `--rate R`, request n is due at `n / R` seconds after the start (open loop, a fixed offered
-//! load) and its latency counts from when it was due, so a stalled answer also charges the
-//! requests queued behind it; C must then be large enough to have R × latency requests in
-//! flight.
+//! load). A request whose worker was still busy when it fell due counts its latency from when
+//! it was due, so a stalled answer also charges the requests queued behind it; one whose worker
+//! was waiting counts from when the timer woke it (tokio's timer is late by up to a
+//! millisecond, which is the client's delay, not the server's). C must be large enough to have
+//! R × latency requests in flight.
 //!
 //! A request that fails (connect, protocol, `--timeout-ms`) counts as an error, and the
 //! connection it used is dropped: the next request opens a new one. A keep-alive connection
@@ -255,8 +257,9 @@ struct Worker {
 }
 
 impl Worker {
-    /// The next request's start: now (closed loop), or once it is due (open loop); `None`
-    /// when every request has been taken.
+    /// The next request's start: now (closed loop), or once it is due (open loop: when it was
+    /// due if that has passed already, else when the timer woke us); `None` when every request
+    /// has been taken.
     async fn take_ticket(&self) -> Option<Instant> {
         let n = self.tickets.fetch_add(1, Ordering::Relaxed);
         if n >= self.plan.requests {
@@ -265,8 +268,11 @@ impl Worker {
         Some(match self.plan.schedule {
             Some(schedule) => {
                 let due = schedule.due(n);
+                if Instant::now() >= due {
+                    return Some(due);
+                }
                 tokio::time::sleep_until(due.into()).await;
-                due
+                Instant::now()
             }
             None => Instant::now(),
         })

@@ -38,6 +38,7 @@ fn method() -> Method {
         pinning: "none".into(),
         rps_per_core: "req/s ÷ cores",
         rss: "VmRSS",
+        load_average_before: Some(0.2),
     }
 }
 
@@ -216,6 +217,18 @@ fn failed_runs_are_warned_about_and_left_out_of_the_median() {
         s.warnings
             .iter()
             .any(|w| w.starts_with("h2 (b) max-rps run failed in 3 of 3")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn a_busy_machine_is_warned_about() {
+    let mut m = measured(true);
+    m.method.load_average_before = Some(7.5);
+    let s = summarize(m);
+    assert!(
+        s.warnings[0].starts_with("the load average was 7.5"),
         "{:?}",
         s.warnings
     );

@@ -253,7 +253,9 @@ pub fn summarize(measured: Measured) -> Summary {
         .filter(|l| *l >= BUSY_LOAD_AVERAGE)
     {
         warnings.push(format!(
-            "the load average was {load:.1} before the bench started: other processes shared              the CPUs, so the proxies got only part of theirs and req/s and p99 are noisier              than usual (req/s per core, from CPU time, suffers least)"
+            "the load average was {load:.1} before the bench started: other processes shared \
+             the CPUs, so the proxies got only part of theirs and req/s and p99 are noisier \
+             than usual (req/s per core, from CPU time, suffers least)"
         ));
     }
     if let EnvoyStatus::Absent { reason } = &envoy {

@@ -23,21 +23,21 @@
 //! without the header, and how often v1 sees one request for `/status/503`.
 
 mod envoy;
+mod launch;
 mod process;
 mod route;
 mod summary;
 mod table;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::process::Stdio;
 
 use ambit_e2e::testapp::{parse_report, HttpOpts, HttpReport, ReadyLine, ServeOpts, TestApp};
 use anyhow::{bail, Context, Result};
 
 use super::common::attempt;
 use super::summary::Attempt;
+use launch::{pinned, Pinning, Proxy, START_TIMEOUT};
 use process::{RssSampler, Running};
 use route::Backends;
 use summary::{
@@ -56,10 +56,6 @@ const MAX_REQUESTS: u64 = 40_000;
 const SETTLE_REQUESTS: u64 = 4000;
 /// HTTP/1.1 connections, or HTTP/2 streams on one connection.
 const CONCURRENCY: u32 = 32;
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// CPUs the proxies and the load run on, when there are at least two.
-const PROXY_CPU: usize = 1;
-const LOAD_CPU: usize = 0;
 const KB_PER_MB: f64 = 1000.0;
 
 /// Measures, then prints the table or (`json`) one JSON object on stdout.
@@ -77,81 +73,6 @@ pub fn run(json: bool) -> Result<()> {
 /// `setup --bench-envoy`: installs the Envoy the comparison uses.
 pub fn install_envoy() -> Result<()> {
     envoy::install()
-}
-
-/// Where the load and the proxies run: `taskset -c <cpu>`, or anywhere on a 1-CPU machine.
-#[derive(Clone, Copy)]
-struct Pinning {
-    proxy: Option<usize>,
-    load: Option<usize>,
-}
-
-impl Pinning {
-    fn detect() -> Pinning {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let taskset = crate::shell::probe(Command::new("taskset").arg("--version"));
-        if cpus >= 2 && taskset {
-            Pinning {
-                proxy: Some(PROXY_CPU),
-                load: Some(LOAD_CPU),
-            }
-        } else {
-            Pinning {
-                proxy: None,
-                load: None,
-            }
-        }
-    }
-
-    fn describe(self) -> String {
-        match (self.proxy, self.load) {
-            (Some(proxy), Some(load)) => format!(
-                "proxies on CPU {proxy} (one worker each); client and backends on CPU {load}"
-            ),
-            _ => "none (fewer than 2 CPUs, or no taskset): every process floats".into(),
-        }
-    }
-}
-
-/// `cmd` run as `taskset -c <cpu> cmd` when `cpu` is given.
-fn pinned(cpu: Option<usize>, cmd: Command) -> Command {
-    let Some(cpu) = cpu else {
-        return cmd;
-    };
-    let mut wrapped = Command::new("taskset");
-    wrapped
-        .args(["-c", &cpu.to_string()])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    wrapped
-}
-
-/// A free port on 127.0.0.1 (free when asked; nothing else here binds ports meanwhile).
-fn free_addr() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?)
-}
-
-/// Waits until `addr` accepts connections.
-fn wait_listening(proxy: &mut Running, addr: SocketAddr) -> Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while Instant::now() < deadline {
-        proxy.check_alive()?;
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!(
-        "{} is not listening on {addr} after {START_TIMEOUT:?}",
-        proxy.label
-    )
-}
-
-/// A proxy and where the client reaches it.
-struct Proxy {
-    process: Running,
-    listen: SocketAddr,
 }
 
 /// The backends and proxies; dropping it kills them.
@@ -285,7 +206,7 @@ impl Bench {
     fn start(envoy: Option<&envoy::Envoy>) -> Result<Bench> {
         let app = TestApp::locate()?;
         let pinning = Pinning::detect();
-        let dir = work_dir()?;
+        let dir = launch::work_dir()?;
         eprintln!(
             "bench waypoint: starting two backends, the waypoint{} on 127.0.0.1 (files in {})",
             if envoy.is_some() { " and Envoy" } else { "" },
@@ -304,8 +225,8 @@ impl Bench {
             v1: v1_addr,
             v2: v2_addr,
         };
-        let waypoint = start_waypoint(&dir, pinning, &backends)?;
-        let envoy = match envoy.map(|e| start_envoy(e, &dir, pinning, &backends)) {
+        let waypoint = launch::start_waypoint(&dir, pinning, &backends)?;
+        let envoy = match envoy.map(|e| launch::start_envoy(e, &dir, pinning, &backends)) {
             Some(Ok(proxy)) => Some(proxy),
             Some(Err(e)) => {
                 eprintln!("bench waypoint: Envoy did not start, the comparison is left out: {e:#}");
@@ -471,69 +392,4 @@ fn all_answered(report: HttpReport) -> Result<HttpReport> {
         );
     }
     Ok(report)
-}
-
-/// `<target dir>/bench-waypoint`: the generated configs and the proxies' logs.
-fn work_dir() -> Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::shell::workspace().join("target"));
-    let dir = target.join("bench-waypoint");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
-}
-
-fn write_config(path: &Path, config: &serde_json::Value) -> Result<()> {
-    let text = serde_yaml::to_string(config).context("rendering YAML")?;
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
-    let path = dir.join(format!("{name}.log"));
-    std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))
-}
-
-fn start_waypoint(dir: &Path, pinning: Pinning, backends: &Backends) -> Result<Proxy> {
-    let config = dir.join("waypoint.yaml");
-    write_config(&config, &route::waypoint_config(backends))?;
-    let (listen, metrics) = (free_addr()?, free_addr()?);
-    let mut cmd = Command::new(ambit_e2e::binary("ambit-waypoint")?);
-    cmd.arg("local")
-        .args(["--listen", &listen.to_string()])
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--service",
-            &format!("{}/{}", route::NAMESPACE, route::SERVICE),
-        ])
-        .args(["--port", &route::SERVICE_PORT.to_string()])
-        .args(["--metrics-listen", &metrics.to_string()]);
-    let mut cmd = pinned(pinning.proxy, cmd);
-    cmd.stderr(log_file(dir, "waypoint")?);
-    let mut process = Running::start("ambit-waypoint", cmd, false)?;
-    wait_listening(&mut process, listen)?;
-    Ok(Proxy { process, listen })
-}
-
-fn start_envoy(
-    envoy: &envoy::Envoy,
-    dir: &Path,
-    pinning: Pinning,
-    backends: &Backends,
-) -> Result<Proxy> {
-    let config = dir.join("envoy.yaml");
-    let (listen, admin) = (free_addr()?, free_addr()?);
-    write_config(&config, &route::envoy_config(listen, admin, backends))?;
-    let mut cmd = Command::new(&envoy.binary);
-    cmd.arg("--config-path")
-        .arg(&config)
-        .args(["--log-level", "warn", "--disable-hot-restart"]);
-    if pinning.proxy.is_some() {
-        cmd.args(["--concurrency", "1"]);
-    }
-    let mut cmd = pinned(pinning.proxy, cmd);
-    cmd.stderr(log_file(dir, "envoy")?);
-    let mut process = Running::start("envoy", cmd, false)?;
-    wait_listening(&mut process, listen)?;
-    Ok(Proxy { process, listen })
 }

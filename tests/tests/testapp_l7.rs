@@ -133,6 +133,29 @@ fn http1_and_http2_are_served_on_one_port_and_name_the_server() {
     assert_eq!(echo.authority.as_deref(), Some("reviews.shop"));
 }
 
+#[test]
+fn a_fixed_rate_spreads_the_requests_over_the_run() {
+    let server = LocalServer::start("web");
+    for http2 in [false, true] {
+        eprintln!("100 requests at 200/s, http2={http2}: about half a second");
+        let opts = HttpOpts {
+            requests: 100,
+            concurrency: 4,
+            http2,
+            rate: Some(200),
+            ..HttpOpts::default()
+        };
+        let report = http(app().http(&server.url("/"), &opts));
+        assert_eq!((report.ok, report.errors), (100, 0));
+        assert!(
+            (0.49..5.0).contains(&report.seconds),
+            "100 requests at 200/s took {:.3} s",
+            report.seconds
+        );
+        assert!(report.answered_per_s() <= 205.0, "{report:?}");
+    }
+}
+
 /// Reads one HTTP/1.1 response with a Content-Length: (head, body).
 fn read_response(reader: &mut impl BufRead) -> (String, String) {
     let mut head = String::new();

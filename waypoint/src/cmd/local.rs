@@ -60,6 +60,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(listen = %args.listen, service = %destination.service, "serving");
     loop {
         let (stream, peer) = listener.accept().await.context("accepting")?;
+        // Answers go out as several writes (HTTP/2 frames); Nagle would hold the later ones
+        // until the client acknowledged the first.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, %peer, "TCP_NODELAY not set");
+        }
         let (waypoint, destination) = (waypoint.clone(), destination.clone());
         tokio::spawn(async move {
             if let Err(e) = waypoint

@@ -1,6 +1,14 @@
 //! `http`: N requests over C keep-alive HTTP/1.1 connections, or C streams on one h2c
 //! connection, tallied into an `HttpReport`.
 //!
+//! Without `--rate` the workers send as fast as answers come back (closed loop). With
+//! `--rate R`, request n is due at `n / R` seconds after the start (open loop, a fixed offered
+//! load). A request whose worker was still busy when it fell due counts its latency from when
+//! it was due, so a stalled answer also charges the requests queued behind it; one whose worker
+//! was waiting counts from when the timer woke it (tokio's timer is late by up to a
+//! millisecond, which is the client's delay, not the server's). C must be large enough to have
+//! R × latency requests in flight.
+//!
 //! A request that fails (connect, protocol, `--timeout-ms`) counts as an error, and the
 //! connection it used is dropped: the next request opens a new one. A keep-alive connection
 //! the server closed while idle is replaced without counting an error.
@@ -46,6 +54,10 @@ pub struct HttpArgs {
     method: Method,
     #[arg(long)]
     body: Option<String>,
+    /// Requests per second offered whatever the answers (open loop); as fast as answered
+    /// when absent.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
     #[command(flatten)]
     timeout: StepTimeout,
 }
@@ -55,6 +67,7 @@ pub fn run(args: HttpArgs) -> Result<ExitCode> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let tickets = Arc::new(AtomicU64::new(0));
     let shared_h2 = Arc::new(SharedH2::default());
+    let started = Instant::now();
     super::runtime()?.block_on(async {
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..args.concurrency {
@@ -74,8 +87,9 @@ pub fn run(args: HttpArgs) -> Result<ExitCode> {
         }
         anyhow::Ok(())
     })?;
+    let seconds = started.elapsed().as_secs_f64();
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(PoisonError::into_inner));
-    super::print_report(&tally.into_report(args.requests))
+    super::print_report(&tally.into_report(args.requests, seconds))
 }
 
 /// The request to repeat and where to send it, checked once before any connection.
@@ -91,7 +105,22 @@ struct Plan {
     headers: HeaderMap,
     body: Bytes,
     requests: u64,
+    /// Open loop: when each request is due.
+    schedule: Option<Schedule>,
     timeout: Duration,
+}
+
+/// `--rate`: request n is due `n / rate` seconds after `start`.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    start: Instant,
+    rate: f64,
+}
+
+impl Schedule {
+    fn due(&self, n: u64) -> Instant {
+        self.start + Duration::from_secs_f64(n as f64 / self.rate)
+    }
 }
 
 impl Plan {
@@ -124,6 +153,10 @@ impl Plan {
             headers,
             body: Bytes::from(args.body.clone().unwrap_or_default()),
             requests: args.requests,
+            schedule: args.rate.map(|rate| Schedule {
+                start: Instant::now(),
+                rate: f64::from(rate),
+            }),
             timeout: args.timeout.get(),
         })
     }
@@ -181,12 +214,13 @@ impl Plan {
         Ok(sender)
     }
 
-    /// Waits for the response and its whole body, within the step timeout.
+    /// Waits for the response and its whole body, within the step timeout; the latency
+    /// counts from `started`.
     async fn exchange(
         &self,
+        started: Instant,
         response: impl std::future::Future<Output = hyper::Result<Response<Incoming>>>,
     ) -> Result<Answer> {
-        let started = Instant::now();
         let read = async {
             let response = response.await?;
             let status = response.status().as_u16();
@@ -223,8 +257,25 @@ struct Worker {
 }
 
 impl Worker {
-    fn take_ticket(&self) -> bool {
-        self.tickets.fetch_add(1, Ordering::Relaxed) < self.plan.requests
+    /// The next request's start: now (closed loop), or once it is due (open loop: when it was
+    /// due if that has passed already, else when the timer woke us); `None` when every request
+    /// has been taken.
+    async fn take_ticket(&self) -> Option<Instant> {
+        let n = self.tickets.fetch_add(1, Ordering::Relaxed);
+        if n >= self.plan.requests {
+            return None;
+        }
+        Some(match self.plan.schedule {
+            Some(schedule) => {
+                let due = schedule.due(n);
+                if Instant::now() >= due {
+                    return Some(due);
+                }
+                tokio::time::sleep_until(due.into()).await;
+                Instant::now()
+            }
+            None => Instant::now(),
+        })
     }
 
     fn record(&self, outcome: Result<Answer>) {
@@ -235,7 +286,7 @@ impl Worker {
     /// Requests one at a time on this worker's own keep-alive connection.
     async fn run_http1(self) {
         let mut connection: Option<http1::SendRequest<Full<Bytes>>> = None;
-        while self.take_ticket() {
+        while let Some(started) = self.take_ticket().await {
             if let Some(sender) = &mut connection {
                 if !matches!(timeout(self.plan.timeout, sender.ready()).await, Ok(Ok(()))) {
                     connection = None;
@@ -248,7 +299,9 @@ impl Worker {
                 };
                 let request = self.plan.request(false)?;
                 sender.ready().await?;
-                self.plan.exchange(sender.send_request(request)).await
+                self.plan
+                    .exchange(started, sender.send_request(request))
+                    .await
             }
             .await;
             if outcome.is_err() {
@@ -260,14 +313,16 @@ impl Worker {
 
     /// One stream at a time on the connection all workers share.
     async fn run_http2(self, shared: Arc<SharedH2>) {
-        while self.take_ticket() {
+        while let Some(started) = self.take_ticket().await {
             let mut used = None;
             let outcome = async {
                 let (generation, mut sender) = shared.get(&self.plan).await?;
                 used = Some(generation);
                 let request = self.plan.request(true)?;
                 sender.ready().await?;
-                self.plan.exchange(sender.send_request(request)).await
+                self.plan
+                    .exchange(started, sender.send_request(request))
+                    .await
             }
             .await;
             if let (Err(_), Some(generation)) = (&outcome, used) {
@@ -342,7 +397,7 @@ impl Tally {
         }
     }
 
-    fn into_report(mut self, requests: u64) -> HttpReport {
+    fn into_report(mut self, requests: u64, seconds: f64) -> HttpReport {
         self.latencies_ms.sort_by(f64::total_cmp);
         HttpReport {
             requests,
@@ -357,6 +412,7 @@ impl Tally {
                 max: self.latencies_ms.last().copied().unwrap_or(0.0),
             },
             last_body: self.last_body.map(|body| truncated(&body)),
+            seconds,
         }
     }
 }

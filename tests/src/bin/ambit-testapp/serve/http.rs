@@ -214,6 +214,12 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<HttpServer>) -> Resu
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // An HTTP/2 answer is several frames; Nagle would hold the last ones back
+                // until the client acknowledges the first, which a client waiting for the
+                // answer delays.
+                if let Err(e) = stream.set_nodelay(true) {
+                    eprintln!("ambit-testapp: TCP_NODELAY for {peer}: {e}");
+                }
                 tokio::spawn(Arc::clone(&server).serve_connection(stream, peer));
             }
             Err(e) => {

@@ -64,3 +64,22 @@ fn long_bodies_are_cut_on_a_character_boundary() {
     assert!(cut.len() <= LAST_BODY_LIMIT && cut.len() >= LAST_BODY_LIMIT - 1);
     assert_eq!(truncated(b"short"), "short");
 }
+
+#[test]
+fn a_rate_spaces_the_requests_evenly_from_the_start() {
+    let schedule = plan(&["--url", "http://10.1.1.2/", "--rate", "400"])
+        .unwrap()
+        .schedule
+        .unwrap();
+    assert_eq!(schedule.due(0), schedule.start);
+    assert_eq!(schedule.due(400), schedule.start + Duration::from_secs(1));
+    assert_eq!(
+        schedule.due(1) - schedule.start,
+        Duration::from_micros(2500)
+    );
+    assert!(plan(&["--url", "http://10.1.1.2/"])
+        .unwrap()
+        .schedule
+        .is_none());
+    assert!(plan(&["--url", "http://10.1.1.2/", "--rate", "0"]).is_err());
+}

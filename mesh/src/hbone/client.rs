@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use h2::client::{Connection, SendRequest};
 use http::{Method, Request, StatusCode};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -89,7 +89,7 @@ impl TunnelError {
 }
 
 pub(super) type Http2Sender = SendRequest<Bytes>;
-pub(super) type Http2Connection = Connection<TlsStream<TcpStream>, Bytes>;
+pub(super) type Http2Connection = Connection<TlsStream<BufReader<TcpStream>>, Bytes>;
 
 /// Opens one mTLS + HTTP/2 connection to `key.dst_node`, proving `key.source` and
 /// requiring `key.dst_identity`.
@@ -110,6 +110,7 @@ pub(super) async fn dial(
     // Nagle would hold back small writes of interactive protocols inside the tunnel.
     let _ = tcp.set_nodelay(true);
     let connector = TlsConnector::from(config);
+    let tcp = BufReader::with_capacity(super::TLS_READ_BUFFER, tcp);
     let handshake = connector.connect(tls::sni_for(&key.dst_identity), tcp);
     let tls = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
         Err(_) => return Err(TunnelError::HandshakeTimeout { peer }),

@@ -38,5 +38,9 @@ pub const HBONE_PORT: u16 = 15008;
 /// The largest HTTP/2 frame we accept: bulk streams move in fewer, larger DATA frames.
 pub(crate) const MAX_FRAME_SIZE: u32 = 1024 * 1024;
 
+/// Bytes read from the socket at once under TLS. rustls asks for 4 KiB at a time; without a
+/// buffer underneath, each of those would be a read(2) of its own.
+pub(crate) const TLS_READ_BUFFER: usize = 64 * 1024;
+
 /// DATA bytes one stream may queue in HTTP/2 before its writes wait for the socket.
 pub(crate) const MAX_SEND_BUFFER: usize = 1024 * 1024;

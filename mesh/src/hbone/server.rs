@@ -16,7 +16,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{Method, Request, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -208,6 +208,7 @@ impl<I: Inbound> HboneServer<I> {
                 Ok(_) => {}
                 Err(err) => return Err(Early::Io(err)),
             }
+            let tcp = BufReader::with_capacity(super::TLS_READ_BUFFER, tcp);
             shared.tls.accept(tcp).await.map_err(Early::Tls)
         };
         let tls = match tokio::time::timeout(timeout, handshake).await {

@@ -26,7 +26,7 @@ impl Outbound {
     pub(super) async fn relay_tunnel(
         &self,
         tunnel: &Tunnel,
-        mut client: TcpStream,
+        client: TcpStream,
         peer: SocketAddr,
         hop: HboneHop,
         origin: String,

@@ -188,9 +188,7 @@ pub(super) async fn open_stream(
         unprocessed: true,
     };
     let mut sender = sender.ready().await.map_err(before_sent)?;
-    let (response, send) = sender
-        .send_request(request, false)
-        .map_err(before_sent)?;
+    let (response, send) = sender.send_request(request, false).map_err(before_sent)?;
     let response = response.await.map_err(|source| OpenError {
         unprocessed: unprocessed(&source),
         error: TunnelError::Http2 { peer, source },

@@ -53,12 +53,21 @@ pub enum TlsError {
     PeerCertificate(#[source] SanError),
 }
 
-/// The crypto provider every mesh connection uses: ring, TLS 1.3 suites only.
+/// The crypto provider every mesh connection uses: ring, TLS 1.3 suites only, AES-128-GCM
+/// preferred.
+///
+/// The client's order decides. AES-128-GCM runs 10 AES rounds to AES-256's 14, so bulk
+/// tunnels spend less CPU per byte on either end; AES-256-GCM and ChaCha20-Poly1305 stay
+/// accepted from peers that prefer them.
 pub fn provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
     provider
         .cipher_suites
         .retain(|suite| suite.tls13().is_some());
+    let preferred = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != preferred);
     Arc::new(provider)
 }
 

@@ -9,18 +9,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use h2::client::{Connection, SendRequest};
 use http::{Method, Request, StatusCode};
-use http_body_util::Empty;
-use hyper::client::conn::http2::{Connection, SendRequest};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::headers::{forwarded_for, BAGGAGE, FORWARDED};
 use super::pool::{PoolKey, PoolSettings, StreamSlot};
+use super::socket_relay;
+use super::stream::H2Stream;
 use crate::identity::SpiffeId;
 use crate::tls::{self, IdentityMismatch, TlsError};
 
@@ -60,7 +59,7 @@ pub enum TunnelError {
     Http2 {
         peer: SocketAddr,
         #[source]
-        source: hyper::Error,
+        source: h2::Error,
     },
     #[error("{peer} answered {status} to CONNECT {target}{}", hint(*status))]
     Refused {
@@ -89,9 +88,8 @@ impl TunnelError {
     }
 }
 
-pub(super) type Http2Sender = SendRequest<Empty<Bytes>>;
-pub(super) type Http2Connection =
-    Connection<TokioIo<TlsStream<TcpStream>>, Empty<Bytes>, TokioExecutor>;
+pub(super) type Http2Sender = SendRequest<Bytes>;
+pub(super) type Http2Connection = Connection<TlsStream<BufReader<TcpStream>>, Bytes>;
 
 /// Opens one mTLS + HTTP/2 connection to `key.dst_node`, proving `key.source` and
 /// requiring `key.dst_identity`.
@@ -112,6 +110,7 @@ pub(super) async fn dial(
     // Nagle would hold back small writes of interactive protocols inside the tunnel.
     let _ = tcp.set_nodelay(true);
     let connector = TlsConnector::from(config);
+    let tcp = BufReader::with_capacity(super::TLS_READ_BUFFER, tcp);
     let handshake = connector.connect(tls::sni_for(&key.dst_identity), tcp);
     let tls = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
         Err(_) => return Err(TunnelError::HandshakeTimeout { peer }),
@@ -131,40 +130,49 @@ pub(super) async fn dial(
     if tls.get_ref().1.alpn_protocol() != Some(tls::ALPN_H2) {
         return Err(TunnelError::NoHttp2 { peer });
     }
-    let mut http2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    http2
-        .timer(TokioTimer::new())
-        .keep_alive_interval(settings.keepalive_interval)
-        .keep_alive_timeout(settings.keepalive_timeout)
-        .keep_alive_while_idle(true)
+    // Keepalive PINGs are sent by the pool's connection task (see `pool::drive`).
+    h2::client::Builder::new()
+        .enable_push(false)
         // Until the peer's SETTINGS arrive, assume it takes as many streams as we will send.
         .initial_max_send_streams(settings.max_streams_per_connection)
-        .initial_stream_window_size(settings.stream_window)
+        .initial_window_size(settings.stream_window)
         .initial_connection_window_size(settings.connection_window)
-        .max_frame_size(super::MAX_FRAME_SIZE);
-    http2
-        .handshake(TokioIo::new(tls))
+        .max_frame_size(super::MAX_FRAME_SIZE)
+        .max_send_buffer_size(super::MAX_SEND_BUFFER)
+        .handshake(tls)
         .await
         .map_err(|source| TunnelError::Http2 { peer, source })
 }
 
-/// Sends `CONNECT target` on `sender` and waits for the 200 and the upgraded stream.
+/// Why opening a stream failed, and whether the peer can have seen the request.
+pub(super) struct OpenError {
+    pub(super) error: TunnelError,
+    /// The request never reached the peer's application (connection closing, GOAWAY, or
+    /// REFUSED_STREAM), so another connection may safely carry it.
+    pub(super) unprocessed: bool,
+}
+
+/// Sends `CONNECT target` on `sender` and waits for the 200.
 pub(super) async fn open_stream(
-    sender: &mut Http2Sender,
+    sender: Http2Sender,
     peer: SocketAddr,
     target: SocketAddr,
     forwarded: SocketAddr,
     baggage: &str,
-) -> Result<Upgraded, TunnelError> {
-    let mut request = Request::new(Empty::new());
+) -> Result<H2Stream, OpenError> {
+    let refused = |status| OpenError {
+        error: TunnelError::Refused {
+            peer,
+            target,
+            status,
+        },
+        unprocessed: false,
+    };
+    let mut request = Request::new(());
     *request.method_mut() = Method::CONNECT;
     // A SocketAddr always forms a valid authority (IPv6 in brackets).
     *request.uri_mut() =
-        http::Uri::try_from(target.to_string()).map_err(|_| TunnelError::Refused {
-            peer,
-            target,
-            status: StatusCode::BAD_REQUEST,
-        })?;
+        http::Uri::try_from(target.to_string()).map_err(|_| refused(StatusCode::BAD_REQUEST))?;
     let headers = request.headers_mut();
     if let Ok(value) = forwarded_for(forwarded).parse() {
         headers.insert(FORWARDED, value);
@@ -174,16 +182,27 @@ pub(super) async fn open_stream(
             headers.insert(BAGGAGE, value);
         }
     }
-    let http2 = |source| TunnelError::Http2 { peer, source };
-    let response = sender.send_request(request).await.map_err(http2)?;
+    // Before the request is queued, any failure means the peer never saw it.
+    let before_sent = |source| OpenError {
+        error: TunnelError::Http2 { peer, source },
+        unprocessed: true,
+    };
+    let mut sender = sender.ready().await.map_err(before_sent)?;
+    let (response, send) = sender.send_request(request, false).map_err(before_sent)?;
+    let response = response.await.map_err(|source| OpenError {
+        unprocessed: unprocessed(&source),
+        error: TunnelError::Http2 { peer, source },
+    })?;
     if response.status() != StatusCode::OK {
-        return Err(TunnelError::Refused {
-            peer,
-            target,
-            status: response.status(),
-        });
+        return Err(refused(response.status()));
     }
-    hyper::upgrade::on(response).await.map_err(http2)
+    Ok(H2Stream::new(send, response.into_body()))
+}
+
+/// Whether the peer said it did not process the stream: REFUSED_STREAM, or a GOAWAY whose
+/// last stream ID is below ours.
+fn unprocessed(err: &h2::Error) -> bool {
+    err.reason() == Some(h2::Reason::REFUSED_STREAM) || (err.is_go_away() && err.is_remote())
 }
 
 /// One tunnelled connection: bytes written here reach the target, and back.
@@ -191,8 +210,21 @@ pub(super) async fn open_stream(
 /// Shutting down the write half sends END_STREAM (the target sees EOF) while reading goes on.
 /// Dropping it ends the stream and frees its slot in the pooled connection.
 pub struct HboneStream {
-    pub(super) io: TokioIo<Upgraded>,
+    pub(super) io: H2Stream,
     pub(super) _slot: StreamSlot,
+}
+
+impl HboneStream {
+    /// Relays `socket` through the tunnel until both directions ended, frame by frame (no
+    /// `AsyncRead`/`AsyncWrite` copy). Returns the bytes moved: (socket → target,
+    /// target → socket), as `tokio::io::copy_bidirectional` does.
+    pub async fn relay(self, socket: TcpStream) -> io::Result<(u64, u64)> {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
+        let HboneStream { io, _slot } = self;
+        socket_relay::relay(socket, io, &sent, &received).await?;
+        Ok((sent.load(Relaxed), received.load(Relaxed)))
+    }
 }
 
 impl AsyncRead for HboneStream {

@@ -14,22 +14,33 @@
 
 mod client;
 mod headers;
+mod keepalive;
 mod pool;
 mod relay;
 mod server;
+mod socket_relay;
 mod stats;
+mod stream;
 #[cfg(test)]
 mod tests;
 
 pub use client::{HboneStream, TunnelError};
 pub use headers::{forwarded_for, parse_forwarded_for, BAGGAGE, FORWARDED};
 pub use pool::{CertSource, Pool, PoolKey, PoolSettings};
-pub use relay::{CountedCaller, TunnelBytes, TunnelStream, Upstream, RELAY_BUFFER};
+pub use relay::{CountedCaller, TunnelBytes, TunnelStream, Upstream};
 pub use server::{ConnectRequest, HboneServer, Inbound, Refusal, ServerSettings};
 pub use stats::{PoolStats, ServerStats};
+pub use stream::H2Stream;
 
 /// The HBONE port of node agents and waypoints.
 pub const HBONE_PORT: u16 = 15008;
 
 /// The largest HTTP/2 frame we accept: bulk streams move in fewer, larger DATA frames.
 pub(crate) const MAX_FRAME_SIZE: u32 = 1024 * 1024;
+
+/// Bytes read from the socket at once under TLS. rustls asks for 4 KiB at a time; without a
+/// buffer underneath, each of those would be a read(2) of its own.
+pub(crate) const TLS_READ_BUFFER: usize = 64 * 1024;
+
+/// DATA bytes one stream may queue in HTTP/2 before its writes wait for the socket.
+pub(crate) const MAX_SEND_BUFFER: usize = 1024 * 1024;

@@ -20,7 +20,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::client::{dial, open_stream, HboneStream, Http2Connection, Http2Sender, TunnelError};
+use super::client::{
+    dial, open_stream, HboneStream, Http2Connection, Http2Sender, OpenError, TunnelError,
+};
+use super::keepalive;
 use super::stats::{bump, PoolStats};
 use crate::identity::SpiffeId;
 
@@ -168,18 +171,17 @@ impl Pool {
         let mut retried = false;
         loop {
             let slot = self.slot(&key).await?;
-            let mut sender = slot.conn.sender.clone();
-            match open_stream(&mut sender, key.dst_node, target, forwarded_for, &baggage).await {
-                Ok(upgraded) => {
+            let sender = slot.conn.sender.clone();
+            match open_stream(sender, key.dst_node, target, forwarded_for, &baggage).await {
+                Ok(io) => {
                     bump(&self.inner.stats.streams_opened);
-                    return Ok(HboneStream {
-                        io: hyper_util::rt::TokioIo::new(upgraded),
-                        _slot: slot,
-                    });
+                    return Ok(HboneStream { io, _slot: slot });
                 }
-                // The connection went away before our request left (GOAWAY race): the peer
-                // never saw it, so one more try on another connection is safe.
-                Err(TunnelError::Http2 { source, .. }) if source.is_canceled() && !retried => {
+                // The connection went away before the peer processed our request (GOAWAY
+                // race): one more try on another connection is safe.
+                Err(OpenError {
+                    unprocessed: true, ..
+                }) if !retried => {
                     debug!(
                         id = slot.conn.id,
                         "HBONE: pooled connection closed under a new stream; retrying"
@@ -187,9 +189,9 @@ impl Pool {
                     lock(&slot.conn.state).retired = true;
                     retried = true;
                 }
-                Err(err) => {
+                Err(OpenError { error, .. }) => {
                     bump(&self.inner.stats.streams_failed);
-                    return Err(err);
+                    return Err(error);
                 }
             }
         }
@@ -227,9 +229,6 @@ impl Pool {
         let conns = &keys.get(key)?.conns;
         let mut best: Option<(&Arc<PooledConn>, MutexGuard<'_, ConnState>)> = None;
         for conn in conns {
-            if conn.sender.is_closed() {
-                continue;
-            }
             let state = lock(&conn.state);
             if state.retired || state.active >= max {
                 continue;
@@ -278,9 +277,18 @@ impl Pool {
     }
 }
 
-/// Runs one connection's HTTP/2 task and retires the connection when idle for too long or
-/// when the task ends.
-async fn drive(pool: Weak<Inner>, conn: Arc<PooledConn>, connection: Http2Connection) {
+/// Runs one connection's HTTP/2 task and retires the connection when idle for too long, when
+/// its peer stops answering PINGs, or when the task ends.
+async fn drive(pool: Weak<Inner>, conn: Arc<PooledConn>, mut connection: Http2Connection) {
+    let silent = match pool.upgrade() {
+        Some(pool) => keepalive::until_silent(
+            connection.ping_pong(),
+            pool.settings.keepalive_interval,
+            pool.settings.keepalive_timeout,
+        ),
+        None => return,
+    };
+    let mut silent = std::pin::pin!(silent);
     let mut connection = std::pin::pin!(connection);
     let ended_by_peer = loop {
         let Some(idle_timeout) = pool.upgrade().map(|p| p.settings.idle_timeout) else {
@@ -303,6 +311,12 @@ async fn drive(pool: Weak<Inner>, conn: Arc<PooledConn>, connection: Http2Connec
                 }
                 break true;
             }
+            () = &mut silent => {
+                debug!(id = conn.id, "HBONE: pooled connection's peer stopped answering PINGs");
+                // Dropping the connection fails its streams.
+                lock(&conn.state).retired = true;
+                break true;
+            }
             () = conn.idle.notified() => {}
             () = expiry => {
                 if retire_if_idle(&pool, &conn, idle_timeout) {
@@ -317,7 +331,7 @@ async fn drive(pool: Weak<Inner>, conn: Arc<PooledConn>, connection: Http2Connec
     }
     let why = if ended_by_peer { "ended" } else { "idle" };
     info!(id = conn.id, peer = %conn.key.dst_node, why, "HBONE: pooled connection closed");
-    // Dropping our sender lets hyper close the connection cleanly; give it a moment.
+    // Dropping our sender lets h2 close the connection cleanly (GOAWAY); give it a moment.
     drop(conn);
     if !ended_by_peer {
         let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;

@@ -5,9 +5,9 @@
 //! the bytes are counted on the caller's side of the stream, so every kind of delivery keeps
 //! the same [`TunnelBytes`] without a copy through a pipe.
 //!
-//! The byte-stream relay is `copy_bidirectional`: it gives backpressure (it only reads what it
-//! can write) and half-close (EOF on one side becomes a shutdown of the other's write half);
-//! the counts survive a relay that ends in an error.
+//! A pod's socket is relayed frame by frame (`socket_relay`): backpressure (it only reads
+//! what it can send), half-close (EOF on one side becomes a shutdown of the other's write
+//! half), and counts that survive a relay ending in an error.
 
 use std::future::Future;
 use std::io;
@@ -16,15 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
-/// Bytes moved per read/write on each side of a relay.
-pub const RELAY_BUFFER: usize = 256 * 1024;
+use super::socket_relay;
+use super::stream::H2Stream;
 
 /// An accepted CONNECT stream, as the HBONE server hands it to its [`Upstream`].
-pub type TunnelStream = TokioIo<Upgraded>;
+pub type TunnelStream = H2Stream;
 
 /// Bytes one tunnelled connection carried.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,7 +35,7 @@ pub struct TunnelBytes {
 }
 
 /// Where an accepted stream goes: what [`super::Inbound::connect`] returned, given the stream
-/// once the caller has its 200. Any connected byte stream (a pod's socket) is relayed.
+/// once the caller has its 200. A connected socket (a pod's) is relayed.
 pub trait Upstream: Send + 'static {
     /// Carries `stream` until both directions are closed; the server reads the caller's byte
     /// counts off `stream` afterwards, also when this ends in an error.
@@ -46,14 +45,10 @@ pub trait Upstream: Send + 'static {
     ) -> impl Future<Output = io::Result<()>> + Send;
 }
 
-impl<T> Upstream for T
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    async fn deliver(mut self, mut stream: CountedCaller<TunnelStream>) -> io::Result<()> {
-        tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut self, RELAY_BUFFER, RELAY_BUFFER)
-            .await
-            .map(|_| ())
+impl Upstream for TcpStream {
+    async fn deliver(self, stream: CountedCaller<TunnelStream>) -> io::Result<()> {
+        let CountedCaller { inner, counts } = stream;
+        socket_relay::relay(self, inner, &counts.to_caller, &counts.from_caller).await
     }
 }
 

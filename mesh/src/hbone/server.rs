@@ -6,7 +6,6 @@
 //! - 200 is sent only after [`Inbound::connect`] returned a connected destination.
 //! - every refusal bumps one [`ServerStats`] counter and writes one log line.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -14,18 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::RecvStream;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Empty;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::headers::{parse_forwarded_for, BAGGAGE, FORWARDED};
+use super::keepalive;
 use super::relay::{deliver, TunnelBytes, Upstream};
 use super::stats::{add, bump, drop_one, ServerStats};
+use super::stream::H2Stream;
 use crate::identity::SpiffeId;
 use crate::tls;
 
@@ -196,6 +196,8 @@ impl<I: Inbound> HboneServer<I> {
         let shared = &self.shared;
         let stats = &shared.stats;
         let timeout = shared.settings.handshake_timeout;
+        // Nagle would hold back small writes of interactive protocols inside the tunnel.
+        let _ = tcp.set_nodelay(true);
         let handshake = async {
             let mut first = [0u8; 1];
             match tcp.peek(&mut first).await {
@@ -206,6 +208,7 @@ impl<I: Inbound> HboneServer<I> {
                 Ok(_) => {}
                 Err(err) => return Err(Early::Io(err)),
             }
+            let tcp = BufReader::with_capacity(super::TLS_READ_BUFFER, tcp);
             shared.tls.accept(tcp).await.map_err(Early::Tls)
         };
         let tls = match tokio::time::timeout(timeout, handshake).await {
@@ -250,47 +253,120 @@ impl<I: Inbound> HboneServer<I> {
             }
         };
         debug!(%peer, %caller, "HBONE: mTLS connection established");
-        self.serve_http2(TokioIo::new(tls), peer, caller).await;
+        self.serve_http2(tls, peer, caller).await;
     }
 
-    async fn serve_http2<T>(&self, io: TokioIo<T>, peer: SocketAddr, caller: SpiffeId)
+    async fn serve_http2<T>(&self, io: T, peer: SocketAddr, caller: SpiffeId)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let settings = &self.shared.settings;
-        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
+        let handshake = h2::server::Builder::new()
             .max_concurrent_streams(settings.max_concurrent_streams)
-            .keep_alive_interval(settings.keepalive_interval)
-            .keep_alive_timeout(settings.keepalive_timeout)
-            .initial_stream_window_size(settings.stream_window)
+            .initial_window_size(settings.stream_window)
             .initial_connection_window_size(settings.connection_window)
-            .max_frame_size(super::MAX_FRAME_SIZE);
-        let server = self.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let server = server.clone();
-            let caller = caller.clone();
-            async move { Ok::<_, Infallible>(server.answer(req, peer, caller).await) }
-        });
-        if let Err(err) = http2.serve_connection(io, service).await {
-            bump(&self.shared.stats.http2_errors);
-            warn!(%peer, error = %err, "HBONE: HTTP/2 connection ended with an error");
+            .max_frame_size(super::MAX_FRAME_SIZE)
+            .max_send_buffer_size(super::MAX_SEND_BUFFER)
+            .handshake::<_, Bytes>(io);
+        let mut connection = match handshake.await {
+            Ok(connection) => connection,
+            Err(err) => return self.http2_failed(peer, &err),
+        };
+        let silent = keepalive::until_silent(
+            connection.ping_pong(),
+            settings.keepalive_interval,
+            settings.keepalive_timeout,
+        );
+        let accept = async {
+            while let Some(next) = connection.accept().await {
+                let (request, respond) = match next {
+                    Ok(stream) => stream,
+                    Err(err) => return Err(err),
+                };
+                let server = self.clone();
+                let caller = caller.clone();
+                tokio::spawn(async move { server.answer(request, respond, peer, caller).await });
+            }
+            Ok(())
+        };
+        tokio::select! {
+            result = accept => {
+                if let Err(err) = result {
+                    self.http2_failed(peer, &err);
+                }
+            }
+            () = silent => {
+                bump(&self.shared.stats.http2_errors);
+                warn!(%peer, "HBONE: peer stopped answering PINGs; connection dropped");
+            }
         }
+    }
+
+    fn http2_failed(&self, peer: SocketAddr, err: &h2::Error) {
+        // A peer closing its connection (GOAWAY NO_ERROR, or EOF) is no error.
+        if err.reason() == Some(h2::Reason::NO_ERROR) || is_eof(err) {
+            debug!(%peer, error = %err, "HBONE: HTTP/2 connection closed by the peer");
+            return;
+        }
+        bump(&self.shared.stats.http2_errors);
+        warn!(%peer, error = %err, "HBONE: HTTP/2 connection ended with an error");
     }
 
     /// Answers one stream: decide, connect, and only then 200 and relay.
     async fn answer(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<RecvStream>,
+        mut respond: SendResponse<Bytes>,
         peer: SocketAddr,
         caller: SpiffeId,
-    ) -> Response<Empty<Bytes>> {
+    ) {
         let stats = &self.shared.stats;
+        let Some((request, upstream)) = self.decide(&req, peer, caller, &mut respond).await else {
+            return;
+        };
+        let send = match respond.send_response(status(StatusCode::OK), false) {
+            Ok(send) => send,
+            Err(err) => {
+                debug!(%peer, target = %request.target, error = %err, "HBONE: caller left before its 200");
+                return;
+            }
+        };
+        bump(&stats.streams_accepted);
+        let stream = H2Stream::new(send, req.into_body());
+        let (bytes, result) = deliver(stream, upstream).await;
+        add(&stats.bytes_from_callers, bytes.from_caller);
+        add(&stats.bytes_to_callers, bytes.to_caller);
+        let caller = &request.caller;
+        let target = request.target;
+        match result {
+            Ok(()) => {
+                info!(%peer, %caller, %target, from_caller = bytes.from_caller, to_caller = bytes.to_caller, "HBONE: connection closed")
+            }
+            Err(err) => {
+                info!(%peer, %caller, %target, from_caller = bytes.from_caller, to_caller = bytes.to_caller, error = %err, "HBONE: connection ended with an error")
+            }
+        }
+        self.shared.inbound.closed(&request, bytes);
+    }
+
+    /// Checks the request and asks the [`Inbound`] for its destination; answers refusals.
+    async fn decide(
+        &self,
+        req: &Request<RecvStream>,
+        peer: SocketAddr,
+        caller: SpiffeId,
+        respond: &mut SendResponse<Bytes>,
+    ) -> Option<(ConnectRequest, I::Upstream)> {
+        let stats = &self.shared.stats;
+        let mut refuse = |code: StatusCode| {
+            // The caller may already be gone; then nobody is left to tell.
+            let _ = respond.send_response(status(code), true);
+            None
+        };
         if req.method() != Method::CONNECT {
             bump(&stats.streams_bad_request);
             warn!(%peer, %caller, method = %req.method(), "HBONE: refused (400), only CONNECT is tunnelled");
-            return status(StatusCode::BAD_REQUEST);
+            return refuse(StatusCode::BAD_REQUEST);
         }
         let authority = req.uri().authority().map(|a| a.as_str().to_string());
         let Some(target) = authority
@@ -299,7 +375,7 @@ impl<I: Inbound> HboneServer<I> {
         else {
             bump(&stats.streams_bad_request);
             warn!(%peer, %caller, ?authority, "HBONE: refused (400), CONNECT authority is not ip:port");
-            return status(StatusCode::BAD_REQUEST);
+            return refuse(StatusCode::BAD_REQUEST);
         };
         let header = |name: &str| {
             req.headers()
@@ -314,8 +390,8 @@ impl<I: Inbound> HboneServer<I> {
             forwarded_for: header(FORWARDED).as_deref().and_then(parse_forwarded_for),
             baggage: header(BAGGAGE),
         };
-        let upstream = match self.shared.inbound.connect(request.clone()).await {
-            Ok(upstream) => upstream,
+        match self.shared.inbound.connect(request.clone()).await {
+            Ok(upstream) => Some((request, upstream)),
             Err(refusal) => {
                 let code = refusal.status();
                 bump(match refusal {
@@ -325,33 +401,22 @@ impl<I: Inbound> HboneServer<I> {
                 });
                 let reason = error_chain(&refusal);
                 warn!(%peer, caller = %request.caller, %target, status = code.as_u16(), %reason, "HBONE: CONNECT refused");
-                return status(code);
+                refuse(code)
             }
-        };
-        bump(&stats.streams_accepted);
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        let server = self.clone();
-        tokio::spawn(async move {
-            let stats = &server.shared.stats;
-            let (bytes, result) = match on_upgrade.await {
-                Ok(upgraded) => deliver(TokioIo::new(upgraded), upstream).await,
-                Err(err) => (TunnelBytes::default(), Err(io::Error::other(err))),
-            };
-            add(&stats.bytes_from_callers, bytes.from_caller);
-            add(&stats.bytes_to_callers, bytes.to_caller);
-            let caller = &request.caller;
-            match result {
-                Ok(()) => {
-                    info!(%peer, %caller, %target, from_caller = bytes.from_caller, to_caller = bytes.to_caller, "HBONE: connection closed")
-                }
-                Err(err) => {
-                    info!(%peer, %caller, %target, from_caller = bytes.from_caller, to_caller = bytes.to_caller, error = %err, "HBONE: connection ended with an error")
-                }
-            }
-            server.shared.inbound.closed(&request, bytes);
-        });
-        status(StatusCode::OK)
+        }
     }
+}
+
+/// Whether the connection ended because the peer's TCP side went away without a GOAWAY.
+fn is_eof(err: &h2::Error) -> bool {
+    err.get_io().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+        )
+    })
 }
 
 enum Early {
@@ -368,8 +433,8 @@ fn is_certificate_problem(err: &io::Error) -> bool {
     )
 }
 
-fn status(code: StatusCode) -> Response<Empty<Bytes>> {
-    let mut response = Response::new(Empty::new());
+fn status(code: StatusCode) -> Response<()> {
+    let mut response = Response::new(());
     *response.status_mut() = code;
     response
 }

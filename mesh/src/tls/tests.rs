@@ -136,3 +136,16 @@ fn an_svid_names_exactly_one_workload() {
     // The intermediate has no URI SAN.
     assert!(matches!(spiffe_id_of(&svid.cert[1]), Err(SanError::NoUri)));
 }
+
+#[test]
+fn mesh_connections_prefer_aes_128_gcm_and_offer_only_tls13() {
+    let suites: Vec<_> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+    assert_eq!(
+        suites.first(),
+        Some(&rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
+    assert!(
+        provider().cipher_suites.iter().all(|s| s.tls13().is_some()),
+        "{suites:?}"
+    );
+}

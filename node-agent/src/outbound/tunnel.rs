@@ -26,7 +26,7 @@ impl Outbound {
     pub(super) async fn relay_tunnel(
         &self,
         tunnel: &Tunnel,
-        mut client: TcpStream,
+        client: TcpStream,
         peer: SocketAddr,
         hop: HboneHop,
         origin: String,
@@ -45,7 +45,7 @@ impl Outbound {
             dst_identity: hop.destination_identity.clone(),
         };
         let dst = hop.actual_destination;
-        let mut stream = match tunnel
+        let stream = match tunnel
             .pool
             .connect(key, dst, peer, baggage(&origin, &hop))
             .await
@@ -65,13 +65,7 @@ impl Outbound {
         let _ = client.set_nodelay(true);
         self.stats.relayed.fetch_add(1, Relaxed);
         self.stats.tunnelled.fetch_add(1, Relaxed);
-        let relayed = tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut stream,
-            ambit_mesh::hbone::RELAY_BUFFER,
-            ambit_mesh::hbone::RELAY_BUFFER,
-        )
-        .await;
+        let relayed = stream.relay(client).await;
         self.count_closed(&origin, dst, relayed);
         Ok(())
     }

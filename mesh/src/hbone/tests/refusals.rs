@@ -1,8 +1,6 @@
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::Empty;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
@@ -69,7 +67,7 @@ async fn policy_deny_answers_401_and_leaves_other_streams_alone() {
 }
 
 /// Sends `request` on a fresh mTLS HTTP/2 connection and returns the status.
-async fn raw_request(ca: &TestCa, node: SocketAddr, request: Request<Empty<Bytes>>) -> StatusCode {
+async fn raw_request(ca: &TestCa, node: SocketAddr, request: Request<()>) -> StatusCode {
     let (mut sender, connection) = dial(
         &key(node),
         ca.svid(CLIENT),
@@ -79,7 +77,8 @@ async fn raw_request(ca: &TestCa, node: SocketAddr, request: Request<Empty<Bytes
     .await
     .unwrap();
     tokio::spawn(connection);
-    sender.send_request(request).await.unwrap().status()
+    let (response, _body) = sender.send_request(request, true).unwrap();
+    response.await.unwrap().status()
 }
 
 #[tokio::test]
@@ -90,7 +89,7 @@ async fn methods_other_than_connect_get_400() {
     let request = Request::builder()
         .method(Method::GET)
         .uri(format!("http://{node}/"))
-        .body(Empty::new())
+        .body(())
         .unwrap();
     assert_eq!(
         raw_request(&ca, node, request).await,
@@ -107,7 +106,7 @@ async fn connect_to_a_name_instead_of_ip_port_gets_400() {
     let request = Request::builder()
         .method(Method::CONNECT)
         .uri("reviews.shop:9080")
-        .body(Empty::new())
+        .body(())
         .unwrap();
     assert_eq!(
         raw_request(&ca, node, request).await,

@@ -97,3 +97,40 @@ async fn server_sees_the_caller_identity_forwarded_address_and_baggage() {
     assert_eq!(request.forwarded_for, Some(client));
     assert_eq!(request.baggage.as_deref(), Some(baggage.as_str()));
 }
+
+#[tokio::test]
+async fn a_relayed_socket_keeps_half_close_and_counts_both_ways() {
+    let ca = TestCa::new("mesh");
+    let (node, stats) =
+        start_server(&ca, reviews_certs(&ca), forward, ServerSettings::default()).await;
+    let destination = shouting_destination().await;
+    let pool = pool_as(ca.svid(CLIENT), &ca, PoolSettings::default());
+    // The agent's side of a redirected connection, and the application's.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut app = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (redirected, _) = listener.accept().await.unwrap();
+
+    let stream = pool
+        .connect(key(node), destination, client_addr(), String::new())
+        .await
+        .unwrap();
+    let relay = tokio::spawn(stream.relay(redirected));
+    let payload: Vec<u8> = (0..300 * 1024u32).map(|i| b'a' + (i % 26) as u8).collect();
+    app.write_all(&payload).await.unwrap();
+    // The destination answers only after EOF, which must cross the tunnel as END_STREAM.
+    app.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    app.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer == payload.to_ascii_uppercase(),
+        "answer differs ({} bytes)",
+        answer.len()
+    );
+
+    let moved = relay.await.unwrap().unwrap();
+    assert_eq!(moved, (payload.len() as u64, payload.len() as u64));
+    until(&stats.bytes_from_callers, payload.len() as u64).await;
+    until(&stats.bytes_to_callers, payload.len() as u64).await;
+}

@@ -30,8 +30,9 @@ use ambit_e2e::{Pod, Process};
 use anyhow::{bail, Context, Result};
 
 use super::common::{attempt, median_by, other_sandboxes};
+use super::memory::RssSampler;
 use super::summary::{Attempt, Latency, Throughput};
-use rss::{Agent, Sampler};
+use rss::Agent;
 use summary::{
     AgentRss, ByNode, ByPath, ConnectRate, CrossPath, Measured, Method, PathRuns, RouteEvidence,
     Summary,
@@ -112,7 +113,7 @@ fn measure() -> Result<Summary> {
     }
     let mut others = BTreeSet::new();
     bench.settle();
-    let sampler = Sampler::start(&bench.agents);
+    let sampler = RssSampler::start(bench.agents.iter().map(|a| a.pid).collect());
     for n in 1..=RUNS {
         for path in CrossPath::ALL {
             others.extend(other_sandboxes(bench.mesh.sb.name()));

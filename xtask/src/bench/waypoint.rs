@@ -36,9 +36,10 @@ use ambit_e2e::testapp::{parse_report, HttpOpts, HttpReport, ReadyLine, ServeOpt
 use anyhow::{bail, Context, Result};
 
 use super::common::attempt;
+use super::memory::RssSampler;
 use super::summary::Attempt;
 use launch::{pinned, Pinning, Proxy, START_TIMEOUT};
-use process::{RssSampler, Running};
+use process::Running;
 use route::Backends;
 use summary::{
     EnvoyStatus, Load, Max, Measured, Method, PathRuns, Protocol, ProxyPath, ProxyRss,

@@ -1,16 +1,12 @@
-//! Resident memory of the node agents: their pids from the node's agent cgroup, `VmRSS` from
-//! `/proc/<pid>/status`, sampled idle once and under load by a thread every [`INTERVAL`].
+//! The node agents whose memory the bench reads: their pids from the node's agent cgroup;
+//! `VmRSS` is read idle once and sampled under load by [`crate::bench::memory::RssSampler`].
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-/// How often the load sampler reads `VmRSS`.
-const INTERVAL: Duration = Duration::from_millis(100);
+use crate::bench::memory::rss_kb;
+
 /// The agent's executable name, as `/proc/<pid>/comm` shows it.
 const AGENT_COMM: &str = "ambit-node";
 
@@ -53,65 +49,6 @@ impl Agent {
 
     /// `VmRSS` in kB.
     pub fn rss_kb(&self) -> Result<u64> {
-        let status = format!("/proc/{}/status", self.pid);
-        let text = std::fs::read_to_string(&status)
-            .with_context(|| format!("reading {status} (the agent on {})", self.node))?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("no VmRSS line in {status}"))
-    }
-}
-
-/// Samples the agents' `VmRSS` on a thread until stopped; keeps each agent's peak.
-pub struct Sampler {
-    stop: Arc<AtomicBool>,
-    peaks: Arc<Mutex<Vec<u64>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sampler {
-    pub fn start(agents: &[Agent]) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peaks = Arc::new(Mutex::new(vec![0; agents.len()]));
-        let thread = {
-            let (stop, peaks, agents) = (stop.clone(), peaks.clone(), agents.to_vec());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    for (i, agent) in agents.iter().enumerate() {
-                        if let (Ok(kb), Ok(mut peaks)) = (agent.rss_kb(), peaks.lock()) {
-                            peaks[i] = peaks[i].max(kb);
-                        }
-                    }
-                    std::thread::sleep(INTERVAL);
-                }
-            })
-        };
-        Sampler {
-            stop,
-            peaks,
-            thread: Some(thread),
-        }
-    }
-
-    /// Each agent's peak `VmRSS` in kB, in the order given to [`Sampler::start`] (0 when
-    /// never read).
-    pub fn stop(mut self) -> Vec<u64> {
-        self.halt();
-        self.peaks.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.halt();
+        rss_kb(self.pid).with_context(|| format!("the agent on {}", self.node))
     }
 }

@@ -1,20 +1,16 @@
 //! The processes a `bench waypoint` run starts on 127.0.0.1, and what it reads of them from
-//! `/proc`: `VmRSS` (sampled for its peak by a thread) and CPU time (utime + stime, all
-//! threads).
+//! `/proc`: `VmRSS` (sampled for its peak by [`crate::bench::memory::RssSampler`]) and CPU
+//! time (utime + stime, all threads).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::bench::memory::rss_kb;
 use crate::shell::describe;
-
-/// How often the sampler reads `VmRSS`.
-const RSS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A started process, killed and reaped on drop.
 pub struct Running {
@@ -94,16 +90,6 @@ impl Drop for Running {
     }
 }
 
-fn rss_kb(pid: u32) -> Result<u64> {
-    let status = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&status).with_context(|| format!("reading {status}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no VmRSS line in {status}"))
-}
-
 /// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
 /// command name in field 2 may hold spaces and parentheses, so fields count from its last `)`.
 fn cpu_ticks(stat: &str) -> Option<u64> {
@@ -112,57 +98,6 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
-}
-
-/// Samples processes' `VmRSS` on a thread until stopped; keeps each one's peak.
-pub struct RssSampler {
-    stop: Arc<AtomicBool>,
-    peaks: Arc<Mutex<Vec<u64>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RssSampler {
-    pub fn start(pids: Vec<u32>) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peaks = Arc::new(Mutex::new(vec![0; pids.len()]));
-        let thread = {
-            let (stop, peaks) = (stop.clone(), peaks.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    for (i, pid) in pids.iter().enumerate() {
-                        if let (Ok(kb), Ok(mut peaks)) = (rss_kb(*pid), peaks.lock()) {
-                            peaks[i] = peaks[i].max(kb);
-                        }
-                    }
-                    std::thread::sleep(RSS_INTERVAL);
-                }
-            })
-        };
-        RssSampler {
-            stop,
-            peaks,
-            thread: Some(thread),
-        }
-    }
-
-    /// Each process's peak `VmRSS` in kB, in the order given to [`RssSampler::start`].
-    pub fn stop(mut self) -> Vec<u64> {
-        self.halt();
-        self.peaks.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for RssSampler {
-    fn drop(&mut self) {
-        self.halt();
-    }
 }
 
 #[cfg(test)]
@@ -175,10 +110,5 @@ mod tests {
                     250 75 0 0 20 0 3 0 100 1000 200";
         assert_eq!(cpu_ticks(stat), Some(325));
         assert_eq!(cpu_ticks("4242 (short) S 1"), None);
-    }
-
-    #[test]
-    fn this_process_has_a_resident_set() {
-        assert!(rss_kb(std::process::id()).unwrap() > 0);
     }
 }

@@ -48,26 +48,29 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Redirect { json } => {
             prepare()?;
-            let summary = redirect::measure()?;
-            if json {
-                let line =
-                    serde_json::to_string(&summary).context("serializing the benchmark summary")?;
-                println!("{line}");
-            } else {
-                print!("{}", table::render(&summary));
-            }
-            Ok(())
+            report(&redirect::measure()?, json, table::render)
         }
         Which::Tunnel { json } => {
             prepare()?;
-            tunnel::run(json)
+            report(&tunnel::measure()?, json, tunnel::table::render)
         }
         Which::Waypoint { json } => {
             // Plain processes on 127.0.0.1: no sandbox, so neither setup nor the agent.
             crate::build::waypoint_binaries()?;
-            waypoint::run(json)
+            report(&waypoint::measure()?, json, waypoint::table::render)
         }
     }
+}
+
+/// Prints a benchmark's summary: its table, or (`json`) one JSON object on stdout.
+fn report<S: serde::Serialize>(summary: &S, json: bool, table: fn(&S) -> String) -> Result<()> {
+    if json {
+        let line = serde_json::to_string(summary).context("serializing the benchmark summary")?;
+        println!("{line}");
+    } else {
+        print!("{}", table(summary));
+    }
+    Ok(())
 }
 
 /// What every sandbox benchmark needs first: a set-up machine, release binaries, and Ctrl-C

@@ -166,20 +166,24 @@ fn install_deploy_tools() -> Result<()> {
     } else {
         let pins: Vec<String> = python.iter().map(|(n, v)| format!("{n}=={v}")).collect();
         eprintln!("xtask: installing Python packages: {}", pins.join(" "));
-        shell::run(
-            ambit_e2e::deploy::python()
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--root-user-action=ignore",
-                ])
-                .args(&pins),
-        )?;
+        shell::run(pip_install().args(&pins))?;
     }
     Ok(())
+}
+
+/// `python3 -m pip install`, quiet, as root without pip's warning about it; the caller adds
+/// the packages (and any `--target`).
+pub fn pip_install() -> Command {
+    let mut cmd = ambit_e2e::deploy::python();
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--root-user-action=ignore",
+    ]);
+    cmd
 }
 
 fn kubectl_ok() -> bool {

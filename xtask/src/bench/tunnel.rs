@@ -15,7 +15,7 @@
 
 mod rss;
 mod summary;
-mod table;
+pub(super) mod table;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
@@ -56,18 +56,6 @@ const STREAMS_ACCEPTED: &str = "ambit_hbone_inbound_streams_total{status=\"200\"
 const MTLS_OPENED: &str = "ambit_hbone_outbound_connections_total{event=\"opened\"}";
 const KB_PER_MB: f64 = 1000.0;
 
-/// Measures, then prints the table or (`json`) one JSON object on stdout.
-pub fn run(json: bool) -> Result<()> {
-    let summary = measure()?;
-    if json {
-        let line = serde_json::to_string(&summary).context("serializing the benchmark summary")?;
-        println!("{line}");
-    } else {
-        print!("{}", table::render(&summary));
-    }
-    Ok(())
-}
-
 /// Counters of the agents' metrics that show the tunnel at work.
 struct TunnelCounters {
     /// node1: connections its agent carried through the tunnel.
@@ -99,7 +87,7 @@ struct Bench {
     _server: Process,
 }
 
-fn measure() -> Result<Summary> {
+pub(super) fn measure() -> Result<Summary> {
     let bench = Bench::build()?;
     let idle = bench.rss()?;
     eprintln!(

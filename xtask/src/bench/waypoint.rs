@@ -27,7 +27,7 @@ mod launch;
 mod process;
 mod route;
 mod summary;
-mod table;
+pub(super) mod table;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -59,18 +59,6 @@ const SETTLE_REQUESTS: u64 = 4000;
 const CONCURRENCY: u32 = 32;
 const KB_PER_MB: f64 = 1000.0;
 
-/// Measures, then prints the table or (`json`) one JSON object on stdout.
-pub fn run(json: bool) -> Result<()> {
-    let summary = measure()?;
-    if json {
-        let line = serde_json::to_string(&summary).context("serializing the benchmark summary")?;
-        println!("{line}");
-    } else {
-        print!("{}", table::render(&summary));
-    }
-    Ok(())
-}
-
 /// `setup --bench-envoy`: installs the Envoy the comparison uses.
 pub fn install_envoy() -> Result<()> {
     envoy::install()
@@ -86,7 +74,7 @@ struct Bench {
     _backends: [Running; 2],
 }
 
-fn measure() -> Result<Summary> {
+pub(super) fn measure() -> Result<Summary> {
     let load_average_before = load_average();
     let envoy = match envoy::ensure() {
         Ok(envoy) => Ok(envoy),

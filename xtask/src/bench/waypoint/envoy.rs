@@ -47,17 +47,8 @@ pub fn install() -> Result<()> {
         dir.display()
     );
     shell::run(
-        ambit_e2e::deploy::python()
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--root-user-action=ignore",
-                "--upgrade",
-                "--target",
-            ])
+        crate::setup::pip_install()
+            .args(["--upgrade", "--target"])
             .arg(&dir)
             .arg(format!("{name}=={version}")),
     )

@@ -9,7 +9,7 @@ mod inbound;
 mod inspect;
 mod kernel_maps;
 mod metrics;
-mod netns;
+use ambit_cni::netns;
 mod outbound;
 mod pod_netns;
 mod preflight;

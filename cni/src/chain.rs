@@ -293,7 +293,8 @@ mod tests {
     #[test]
     fn a_single_plugin_conf_becomes_a_list() {
         let scratch = Scratch::new("conf");
-        let single = json!({ "cniVersion": "0.4.0", "name": "k8s", "type": "bridge", "bridge": "cni0" });
+        let single =
+            json!({ "cniVersion": "0.4.0", "name": "k8s", "type": "bridge", "bridge": "cni0" });
         scratch.write("05-bridge.conf", &single);
         let written = install(&scratch.0, &entry()).expect("install");
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ambit_mesh::config::KubeSettings;
@@ -20,7 +20,7 @@ use crate::inbound::LocalPods;
 use crate::kernel_maps::{pin_dir, KernelMaps};
 use crate::outbound::{Outbound, OutboundStats, Tunnel};
 use crate::redirect::{self, RedirectSpec};
-use crate::{exclusions, metrics, netns, preflight, records};
+use crate::{cni, exclusions, metrics, netns, preflight, records, run_dir};
 use ambit_mesh::config::{ConfigSource, SourceKind};
 
 /// How often pending records of connects that never completed are swept.
@@ -104,6 +104,24 @@ pub struct RunArgs {
     /// Lifetime of workload certificates to ask the CA for, in seconds (default: the CA's).
     #[arg(long)]
     svid_ttl_secs: Option<u64>,
+    /// Where the agent publishes its view of this node's workloads (for `inspect`) and serves
+    /// the CNI plugin: `<run-dir>/<node>/`.
+    #[arg(long, env = "AMBIT_RUN_DIR", default_value = "/run/ambit")]
+    run_dir: PathBuf,
+    /// Serve the CNI plugin (`ambit-cni`) on `<run-dir>/<node>/cni.sock`: new pods are enrolled
+    /// when their sandbox is created, before their containers start.
+    #[arg(long)]
+    cni: bool,
+    /// Keep `ambit-cni` chained in the node's CNI config in this directory (the host's
+    /// /etc/cni/net.d); it is taken out again when the agent stops.
+    #[arg(long, requires = "cni", requires = "cni_bin_dir")]
+    cni_conf_dir: Option<PathBuf>,
+    /// Where to install the `ambit-cni` binary (the host's /opt/cni/bin).
+    #[arg(long, requires = "cni_conf_dir")]
+    cni_bin_dir: Option<PathBuf>,
+    /// The `ambit-cni` binary to install. Default: next to this binary.
+    #[arg(long)]
+    cni_plugin: Option<PathBuf>,
 }
 
 pub async fn run(spec: RunArgs) -> Result<()> {
@@ -181,8 +199,31 @@ pub async fn run(spec: RunArgs) -> Result<()> {
     let mut sweeper = records::Sweeper::default();
     sweeper.sweep(&maps).context("sweeping stale records")?;
 
-    let mut enroller = Enroller::new(cgroup);
-    apply_model(&mut enroller, &maps, &model, &spec.node);
+    let node_run_dir = run_dir::node_dir(&spec.run_dir, &spec.node);
+    run_dir::prepare(&node_run_dir)?;
+    let enroller = Arc::new(Mutex::new(Enroller::new(cgroup)));
+    let names = enroller.lock().unwrap_or_else(|e| e.into_inner()).names();
+    let mut reconciler = Reconciler {
+        enroller: Arc::clone(&enroller),
+        maps: Arc::clone(&maps),
+        node: spec.node.clone(),
+        run_dir: node_run_dir.clone(),
+        cni: spec.cni,
+        namespaces: cni::NamespacesFile::default(),
+        install: cni_install(&spec)?,
+    };
+    reconciler.apply_model(&model);
+    if spec.cni {
+        let listener = cni::bind(&node_run_dir)?;
+        let handler = Arc::new(cni::Handler {
+            node: spec.node.clone(),
+            enroller: Arc::clone(&enroller),
+            maps: Arc::clone(&maps),
+            model: model_rx.clone(),
+        });
+        tokio::spawn(cni::serve(listener, handler));
+        tracing::info!(socket = %cni::socket_path(&node_run_dir).display(), "serving the CNI plugin");
+    }
 
     let source_ip = agent_ip4.map(IpAddr::V4).or(agent_ip6.map(IpAddr::V6));
     let mut hbone_server = None;
@@ -221,7 +262,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
     let outbound = Arc::new(Outbound {
         node: spec.node.clone(),
         maps: Arc::clone(&maps),
-        names: enroller.names(),
+        names: Arc::clone(&names),
         model: model_rx.clone(),
         fastpath: spec.fastpath,
         stats: Arc::clone(&stats),
@@ -234,7 +275,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
     }
     let observed = Arc::new(metrics::Observed {
         maps: Arc::clone(&maps),
-        enrolled: enroller.names(),
+        enrolled: names,
         outbound: Arc::clone(&stats),
         config: Arc::clone(&source),
         hbone_server,
@@ -288,7 +329,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
                 }
                 let model = model_rx.borrow_and_update().clone();
                 tracing::info!("config changed; reconciling");
-                apply_model(&mut enroller, &maps, &model, &spec.node);
+                reconciler.apply_model(&model);
                 if let Some(ids) = &identities {
                     ids.follow(&model, &spec.node);
                 }
@@ -299,7 +340,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
             }
             _ = reconcile_tick.tick() => {
                 let model = model_rx.borrow().clone();
-                reconcile(&mut enroller, &maps, &model, &spec.node, false);
+                reconciler.reconcile(&model, false);
             }
             _ = sweep.tick() => {
                 if let Err(e) = sweeper.sweep(&maps) {
@@ -311,46 +352,109 @@ pub async fn run(spec: RunArgs) -> Result<()> {
         }
     }
     // The pinned links and maps stay: enrolled pods stay captured (and fail closed) until an
-    // agent is back, and `ambit-node unload` removes everything.
+    // agent is back, and `ambit-node unload` removes everything. The CNI plugin goes: a node
+    // without an agent must not hold new pods for one.
+    if let Some(install) = &reconciler.install {
+        install.remove();
+    }
     tracing::info!("stopping; the redirect stays attached (ambit-node unload removes it)");
     Ok(())
 }
 
-fn apply_model(enroller: &mut Enroller, maps: &KernelMaps, model: &Model, node: &str) {
-    if let Err(e) = exclusions::apply(maps, model.redirect()) {
-        tracing::error!(
-            error = format!("{e:#}"),
-            "updating redirect exclusions failed; previous exclusions stay"
+/// `--cni-conf-dir` and `--cni-bin-dir`, with the plugin binary they install.
+fn cni_install(spec: &RunArgs) -> Result<Option<cni::Install>> {
+    let (Some(conf_dir), Some(bin_dir)) = (&spec.cni_conf_dir, &spec.cni_bin_dir) else {
+        return Ok(None);
+    };
+    let plugin = match &spec.cni_plugin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .context("locating the agent's binary")?
+            .with_file_name(ambit_cni::chain::PLUGIN_TYPE),
+    };
+    if !plugin.is_file() {
+        bail!(
+            "the CNI plugin binary {} does not exist (build ambit-cni, or pass --cni-plugin)",
+            plugin.display()
         );
     }
-    reconcile(enroller, maps, model, node, true);
+    Ok(Some(cni::Install {
+        plugin,
+        bin_dir: bin_dir.clone(),
+        conf_dir: conf_dir.clone(),
+    }))
 }
 
-/// Reconciles enrollment. The periodic run (`always_log` false) logs only when the enrolled
-/// set changed, so a pod whose netns is missing is reported once per change, not every tick.
-fn reconcile(
-    enroller: &mut Enroller,
-    maps: &KernelMaps,
-    model: &Model,
-    node: &str,
-    always_log: bool,
-) {
-    match enroller.reconcile(maps, model, node) {
-        Ok(report) if always_log || report.added + report.removed > 0 => {
-            for (workload, why) in &report.failed {
-                tracing::warn!(%workload, reason = %why, "not enrolled");
-            }
-            tracing::info!(
-                enrolled = report.enrolled.len(),
-                added = report.added,
-                removed = report.removed,
-                failed = report.failed.len(),
-                "enrollment reconciled"
+/// Keeps the kernel's enrollment, and what the agent publishes about it, equal to the model.
+struct Reconciler {
+    enroller: Arc<Mutex<Enroller>>,
+    maps: Arc<KernelMaps>,
+    node: String,
+    run_dir: PathBuf,
+    cni: bool,
+    namespaces: cni::NamespacesFile,
+    install: Option<cni::Install>,
+}
+
+impl Reconciler {
+    fn apply_model(&mut self, model: &Model) {
+        if let Err(e) = exclusions::apply(&self.maps, model.redirect()) {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "updating redirect exclusions failed; previous exclusions stay"
             );
         }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = format!("{e:#}"), "enrollment failed"),
+        self.reconcile(model, true);
     }
+
+    /// Reconciles enrollment. The periodic run (`always_log` false) logs only when the
+    /// enrolled set changed, so a pod whose netns is missing is reported once per change, not
+    /// every tick.
+    fn reconcile(&mut self, model: &Model, always_log: bool) {
+        let view = {
+            let mut enroller = self.enroller.lock().unwrap_or_else(|e| e.into_inner());
+            match enroller.reconcile(&self.maps, model, &self.node) {
+                Ok(report) => {
+                    if always_log || report.added + report.removed > 0 {
+                        log_report(&report);
+                    }
+                    Some(run_dir::view(model, &self.node, &report, &enroller))
+                }
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "enrollment failed");
+                    None
+                }
+            }
+        };
+        if let Some(view) = view {
+            if let Err(e) = run_dir::publish(&self.run_dir, &view) {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "publishing the workloads view failed"
+                );
+            }
+        }
+        if self.cni {
+            self.namespaces.publish(&self.run_dir, model);
+        }
+        if let Some(install) = &self.install {
+            install.ensure(&self.run_dir);
+        }
+    }
+}
+
+fn log_report(report: &crate::enroll::EnrollReport) {
+    for (workload, why) in &report.failed {
+        tracing::warn!(%workload, reason = %why, "not enrolled");
+    }
+    tracing::info!(
+        enrolled = report.enrolled.len(),
+        added = report.added,
+        removed = report.removed,
+        failed = report.failed.len(),
+        provisional = report.provisional.len(),
+        "enrollment reconciled"
+    );
 }
 
 /// The agent's addresses as pods reach it: `--agent-ip` or the node's address in the config.

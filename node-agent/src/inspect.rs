@@ -2,6 +2,8 @@
 //!
 //! It opens `/sys/fs/bpf/ambit/<node>/` from any process, while the agent runs or after it
 //! stopped, and never writes. `cargo xtask inspect` runs this same code (`ambit-node inspect`).
+//! The maps hold only what is enrolled; the agent's last published view (`run_dir`) adds the
+//! node's other workloads and why each is left out (host network, opted out, …) or waiting.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,6 +16,7 @@ use serde::Serialize;
 
 use crate::kernel_maps::{pin_dir, KernelMaps};
 use crate::records::monotonic_ns;
+use crate::run_dir::{self, State, WorkloadsView};
 
 #[derive(Debug, Serialize)]
 pub struct NodeReport {
@@ -27,6 +30,11 @@ pub struct NodeReport {
     pub fastpath_sockets: usize,
     pub limits: BTreeMap<String, u32>,
     pub counters: BTreeMap<String, u64>,
+    /// The agent's last published view of the node's workloads; `None` when no agent has
+    /// published one in the run directory.
+    pub workloads: Option<WorkloadsView>,
+    /// Where that view is (or would be) read from.
+    pub workloads_file: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,7 +78,7 @@ pub fn pinned_nodes(bpffs: &Path) -> Vec<String> {
     nodes
 }
 
-pub fn inspect(bpffs: &Path, node: &str) -> Result<NodeReport> {
+pub fn inspect(bpffs: &Path, run_dir: &Path, node: &str) -> Result<NodeReport> {
     let dir = pin_dir(bpffs, node);
     let kernel = KernelMaps::open_pinned(&dir)
         .with_context(|| format!("inspecting node {node} (pins in {})", dir.display()))?;
@@ -157,6 +165,8 @@ pub fn inspect(bpffs: &Path, node: &str) -> Result<NodeReport> {
         fastpath_sockets,
         limits,
         counters,
+        workloads: run_dir::read(run_dir, node)?,
+        workloads_file: run_dir::node_dir(run_dir, node).join(run_dir::WORKLOADS),
     })
 }
 
@@ -218,5 +228,44 @@ pub fn render(r: &NodeReport) -> String {
     for (name, value) in &r.counters {
         let _ = writeln!(out, "    {name:<24} {value}");
     }
+    render_workloads(&mut out, r);
     out
+}
+
+/// The agent's view: every workload on the node, enrolled or not, and why.
+fn render_workloads(out: &mut String, r: &NodeReport) {
+    let Some(view) = &r.workloads else {
+        let _ = writeln!(
+            out,
+            "  workloads: no view published by an agent ({} missing)",
+            r.workloads_file.display()
+        );
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let running = Path::new("/proc").join(view.agent_pid.to_string()).exists();
+    let _ = writeln!(
+        out,
+        "  workloads on this node: {} (agent's view {} s old{})",
+        view.workloads.len(),
+        now.saturating_sub(view.written_unix_secs),
+        if running {
+            ""
+        } else {
+            "; that agent is not running"
+        }
+    );
+    for w in &view.workloads {
+        // The enrollment decision's own words start with "not enrolled".
+        let line = match (w.state, w.netns_cookie) {
+            (State::Enrolled, Some(cookie)) => format!("enrolled, netns {cookie}: {}", w.detail),
+            (State::Enrolled, None) => format!("enrolled: {}", w.detail),
+            (State::Waiting, _) => format!("waiting: {}", w.detail),
+            (State::NotEnrolled, _) => w.detail.clone(),
+        };
+        let _ = writeln!(out, "    {:<32} {line}", w.workload);
+    }
 }

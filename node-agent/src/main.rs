@@ -1,6 +1,7 @@
 //! `ambit-node`, the node agent: `run`, `preflight`, `inspect`, `unload`.
 
 mod app;
+mod cni;
 mod dial;
 mod enroll;
 mod exclusions;
@@ -16,6 +17,7 @@ mod preflight;
 mod records;
 mod redirect;
 mod relay;
+mod run_dir;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +54,10 @@ enum Command {
         node: Option<String>,
         #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
         bpffs: PathBuf,
+        /// The agent's run directory, where it publishes its view of the node's workloads
+        /// (including those it does not enroll, and why).
+        #[arg(long, env = "AMBIT_RUN_DIR", default_value = "/run/ambit")]
+        run_dir: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -111,7 +117,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Inspect { node, bpffs, json } => {
+        Command::Inspect {
+            node,
+            bpffs,
+            run_dir,
+            json,
+        } => {
             let nodes = match node {
                 Some(n) => vec![n],
                 None => inspect::pinned_nodes(&bpffs),
@@ -121,7 +132,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             let reports = nodes
                 .iter()
-                .map(|n| inspect::inspect(&bpffs, n))
+                .map(|n| inspect::inspect(&bpffs, &run_dir, n))
                 .collect::<Result<Vec<_>>>()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);

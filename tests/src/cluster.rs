@@ -287,6 +287,8 @@ impl MeshCluster {
             .arg(&node.cgroup_dir)
             .arg("--ready-file")
             .arg(&ready)
+            .arg("--run-dir")
+            .arg(self.run_dir())
             .args(&self.agent_args)
             .args(if self.ca.is_some() {
                 vec![
@@ -325,6 +327,11 @@ impl MeshCluster {
         Ok(())
     }
 
+    /// The agents' `--run-dir`: each publishes under `<run-dir>/<node>/`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.sb.dir().join("run")
+    }
+
     /// SIGTERM, then wait for the agent to exit.
     pub fn stop_agent(&mut self, short: &str) -> Result<()> {
         let agent = self
@@ -345,7 +352,8 @@ impl MeshCluster {
     pub fn inspect(&self, short: &str) -> Result<Value> {
         let node = self.node(short)?;
         let out = Command::new(&self.agent_bin)
-            .args(["inspect", "--json", "--node", &node.name])
+            .args(["inspect", "--json", "--node", &node.name, "--run-dir"])
+            .arg(self.run_dir())
             .output()
             .context("running ambit-node inspect")?;
         if !out.status.success() {

@@ -15,14 +15,16 @@ pub fn ebpf() -> Result<PathBuf> {
     Ok(object)
 }
 
-/// The agent, the waypoint, the controller (mesh CA) and the sandbox's test app, in release mode (the tests, the demo
-/// and the benchmarks all use these).
+/// The agent and its CNI plugin, the waypoint, the controller (mesh CA) and the sandbox's test
+/// app, in release mode (the tests, the demo and the benchmarks all use these).
 pub fn release_binaries() -> Result<()> {
     run(cargo().args([
         "build",
         "--release",
         "-p",
         "ambit-node",
+        "-p",
+        "ambit-cni",
         "-p",
         "ambit-waypoint",
         "-p",

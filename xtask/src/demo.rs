@@ -251,7 +251,8 @@ fn inspector_view(mesh: &MeshCluster, client: &Pod, server: &Pod) -> Result<()> 
     let held = mesh.hold(client, target)?;
     let node = mesh.node(&client.node)?;
     let text = Command::new(ambit_e2e::binary("ambit-node")?)
-        .args(["inspect", "--node", &node.name])
+        .args(["inspect", "--node", &node.name, "--run-dir"])
+        .arg(mesh.run_dir())
         .output()
         .context("running ambit-node inspect")?;
     if !text.status.success() {

@@ -140,7 +140,9 @@ fn try_again_from_the_agent_is_cni_error_11_with_its_reason() {
     let error: Value = serde_json::from_str(&outcome.stdout).expect("error JSON");
     assert_eq!(error["code"], json!(code::TRY_AGAIN_LATER));
     assert_eq!(error["cniVersion"], json!("1.0.0"));
-    assert!(error["msg"].as_str().is_some_and(|m| m.contains("shop/web")));
+    assert!(error["msg"]
+        .as_str()
+        .is_some_and(|m| m.contains("shop/web")));
     assert_eq!(error["details"], json!("namespace shop not seen yet"));
 }
 
@@ -214,7 +216,10 @@ fn version_and_bad_config_answer_in_cni_terms() {
         .as_array()
         .is_some_and(|v| v.contains(&json!("1.0.0")) && v.contains(&json!("0.4.0"))));
 
-    let bad = run(&env("ADD"), r#"{"cniVersion": "1.0.0", "type": "ambit-cni"}"#);
+    let bad = run(
+        &env("ADD"),
+        r#"{"cniVersion": "1.0.0", "type": "ambit-cni"}"#,
+    );
     assert_eq!(bad.exit, 1);
     let error: Value = serde_json::from_str(&bad.stdout).expect("JSON");
     assert_eq!(error["code"], json!(code::INVALID_CONFIG));

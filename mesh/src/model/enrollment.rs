@@ -55,18 +55,24 @@ impl fmt::Display for Enrollment {
 /// Decides `workload`'s enrollment from its own labels and those of its namespace (`None`
 /// when no source lists the namespace: no labels).
 pub fn decide(namespace: Option<&Namespace>, workload: &Workload) -> Enrollment {
-    let mode = |labels: &std::collections::BTreeMap<String, String>| {
-        labels
-            .get(DATAPLANE_MODE)
-            .and_then(|value| DataplaneMode::parse(value))
-    };
     if workload.host_network {
         Enrollment::HostNetwork
     } else if mode(&workload.labels) == Some(DataplaneMode::None) {
         Enrollment::OptedOut
-    } else if namespace.and_then(|ns| mode(&ns.labels)) == Some(DataplaneMode::Ambient) {
+    } else if namespace_enrolls(namespace) {
         Enrollment::Enrolled
     } else {
         Enrollment::NamespaceNotEnrolled
     }
+}
+
+/// Whether the namespace is labelled to enroll its pods.
+pub fn namespace_enrolls(namespace: Option<&Namespace>) -> bool {
+    namespace.and_then(|ns| mode(&ns.labels)) == Some(DataplaneMode::Ambient)
+}
+
+fn mode(labels: &std::collections::BTreeMap<String, String>) -> Option<DataplaneMode> {
+    labels
+        .get(DATAPLANE_MODE)
+        .and_then(|value| DataplaneMode::parse(value))
 }

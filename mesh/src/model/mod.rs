@@ -275,6 +275,12 @@ impl Model {
         enrollment::decide(self.namespace(&workload.namespace), workload)
     }
 
+    /// Whether a pod of `namespace` is enrolled before its own labels are known (its sandbox
+    /// announced ahead of the model): the namespace's label decides.
+    pub fn namespace_enrolls(&self, namespace: &str) -> bool {
+        enrollment::namespace_enrolls(self.namespace(namespace))
+    }
+
     /// The enrolled workloads scheduled on `node`, in the order they were listed.
     pub fn enrolled_on_node(&self, node: &str) -> impl Iterator<Item = &Workload> + '_ {
         self.index

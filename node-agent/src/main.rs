@@ -67,6 +67,10 @@ enum Command {
         node: String,
         #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
         bpffs: PathBuf,
+        /// Also take ambit-cni out of the CNI config in this directory (an agent that stops
+        /// normally does so itself; this is for one that was killed).
+        #[arg(long)]
+        cni_conf_dir: Option<PathBuf>,
     },
 }
 
@@ -143,7 +147,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Unload { node, bpffs } => {
+        Command::Unload {
+            node,
+            bpffs,
+            cni_conf_dir,
+        } => {
             let dir = kernel_maps::pin_dir(&bpffs, &node);
             let removed = redirect::unload(&dir)?;
             println!(
@@ -151,6 +159,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 removed.len(),
                 dir.display()
             );
+            if let Some(conf_dir) = cni_conf_dir {
+                let files = ambit_cni::chain::uninstall(&conf_dir)?;
+                println!(
+                    "took ambit-cni out of {} CNI config file(s) in {}",
+                    files.len(),
+                    conf_dir.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -47,8 +47,13 @@ impl Trimmed for HttpRoute {
 
 impl Trimmed for TrafficPolicy {
     fn trimmed(self) -> Self {
+        // Kept: the policy's status reports it as observedGeneration.
+        let generation = self.metadata.generation;
         Self {
-            metadata: trimmed_meta(self.metadata),
+            metadata: ObjectMeta {
+                generation,
+                ..trimmed_meta(self.metadata)
+            },
             spec: self.spec,
             status: None,
         }

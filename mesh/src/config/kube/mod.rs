@@ -57,6 +57,7 @@
 //! - Dropping the `KubeSource` stops its watches.
 
 mod convert;
+pub mod policies;
 pub mod routes;
 mod state;
 mod watches;

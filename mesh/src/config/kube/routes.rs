@@ -260,6 +260,10 @@ impl ApiRouteStatus {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
+
+    pub(super) fn client(&self) -> Client {
+        self.client.clone()
+    }
 }
 
 impl RouteStatusWriter for ApiRouteStatus {

@@ -28,9 +28,16 @@ fn settings() -> KubeSettings {
     }
 }
 
-/// What the file source makes of `tests/fixtures/kube/shop.yaml`.
+/// What the file source makes of `tests/fixtures/kube/shop.yaml`, with the generation the
+/// API server gave each recorded policy (1): a file's objects have none, and it is all that
+/// differs.
 fn file_model() -> Model {
-    crate::config::load(fixtures().join("shop.yaml")).unwrap()
+    let file = crate::config::load(fixtures().join("shop.yaml")).unwrap();
+    let mut state = file.state().clone();
+    for policy in &mut state.traffic_policies {
+        policy.metadata.generation = Some(1);
+    }
+    Model::new(state).unwrap()
 }
 
 /// Waits until the source's model satisfies `done`, and returns it.

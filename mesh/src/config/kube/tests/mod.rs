@@ -28,9 +28,19 @@ fn settings() -> KubeSettings {
     }
 }
 
-/// What the file source makes of `tests/fixtures/kube/shop.yaml`.
+/// What the file source makes of `tests/fixtures/kube/shop.yaml`, with the generation the
+/// API server gave each recorded route (1): a file's routes have none, and it is all that
+/// differs.
 fn file_model() -> Model {
-    crate::config::load(fixtures().join("shop.yaml")).unwrap()
+    let file = crate::config::load(fixtures().join("shop.yaml")).unwrap();
+    let mut state = file.state().clone();
+    for route in &mut state.http_routes {
+        route.metadata.generation = Some(1);
+    }
+    for route in &mut state.grpc_routes {
+        route.metadata.generation = Some(1);
+    }
+    Model::new(state).unwrap()
 }
 
 /// Waits until the source's model satisfies `done`, and returns it.

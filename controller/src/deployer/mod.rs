@@ -26,7 +26,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -118,8 +118,16 @@ pub async fn run(client: Client, settings: Settings) {
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|outcome| async move {
-            if let Err(e) = outcome {
-                tracing::debug!(error = %chain(&e), "waypoint deployer");
+            match outcome {
+                // Watch failures are retried with backoff by the controller; said loudly,
+                // since no Gateway is deployed meanwhile.
+                Err(e @ controller::Error::QueueError(_)) => tracing::warn!(
+                    error = %chain(&e),
+                    "watching Gateways or waypoint Deployments failed (are the Gateway API CRDs installed?)"
+                ),
+                // error_policy logged these; a Gateway deleted before its turn needs nothing.
+                Err(e) => tracing::debug!(error = %chain(&e), "waypoint deployer"),
+                Ok(_) => {}
             }
         })
         .await;

@@ -232,7 +232,8 @@ async fn apply_waypoint(
             "Deployment" => {
                 observed.ready_replicas = applied.data["status"]["readyReplicas"]
                     .as_i64()
-                    .unwrap_or(0) as i32;
+                    .and_then(|n| i32::try_from(n).ok())
+                    .unwrap_or(0);
             }
             "Service" if serves_hbone(&applied) => {
                 observed.cluster_ip = applied.data["spec"]["clusterIP"]

@@ -1,9 +1,11 @@
 //! `ambit-controller`, the control plane: the mesh CA (`init-ca`, `issue-node-cert`, `serve`),
-//! and `crds`, which prints the CRDs generated from `ambit_mesh::api`.
+//! the waypoint deployer (in `serve --config-source kube`), and `crds`, which prints the CRDs
+//! generated from `ambit_mesh::api`.
 //!
 //! A process of its own, so that the CA's signing key never sits on a node (see README.md).
 
 mod certs;
+mod deployer;
 mod serve;
 
 use std::net::SocketAddr;
@@ -43,7 +45,8 @@ enum Command {
     },
     /// Serve the CA over TLS. With `--config-source file`, callers present node certificates
     /// and placement comes from the mesh config (followed live); with `kube`, callers may
-    /// instead send a service-account token (TokenReview) and placement is read from the API.
+    /// instead send a service-account token (TokenReview), placement is read from the API, and
+    /// each Gateway of class ambit-waypoint gets its waypoint (Deployment, Service, ...).
     Serve {
         #[arg(long, env = "AMBIT_CA_DIR")]
         ca_dir: PathBuf,
@@ -64,6 +67,14 @@ enum Command {
             default_value = "ambit-system/ambit-node"
         )]
         node_agent_service_account: String,
+        /// The waypoints' image (`--config-source kube`).
+        #[arg(long, env = "AMBIT_WAYPOINT_IMAGE", default_value = deployer::render::DEFAULT_IMAGE)]
+        waypoint_image: String,
+        /// The waypoint template: a directory holding the `ambit-waypoint-template` ConfigMap's
+        /// entries (the chart mounts it), or, when absent, the template built in with the
+        /// chart's defaults (`--config-source kube`).
+        #[arg(long, env = "AMBIT_WAYPOINT_TEMPLATE")]
+        waypoint_template: Option<PathBuf>,
         #[arg(long, default_value = "0.0.0.0:15012")]
         listen: SocketAddr,
         /// Write this file once the CA serves (a readiness signal for scripts).
@@ -113,6 +124,8 @@ fn dispatch(command: Command) -> Result<()> {
             config,
             trust_domain,
             node_agent_service_account,
+            waypoint_image,
+            waypoint_template,
             listen,
             ready_file,
         } => {
@@ -129,9 +142,18 @@ fn dispatch(command: Command) -> Result<()> {
                                 "--node-agent-service-account {node_agent_service_account:?} is not namespace/name"
                             )
                         })?;
+                    let template = match &waypoint_template {
+                        Some(dir) => deployer::render::Template::from_dir(dir),
+                        None => deployer::render::Template::builtin(),
+                    }
+                    .context("loading the waypoint template")?;
                     serve::Placement::Kube {
                         trust_domain,
                         node_agents: (ns.to_owned(), name.to_owned()),
+                        waypoints: serve::Waypoints {
+                            template,
+                            image: waypoint_image,
+                        },
                     }
                 }
             };

@@ -1,7 +1,8 @@
 //! `serve`: the CA over TLS. From a file, callers are node agents with node certificates and
 //! placement comes from the mesh config (polled, and re-read on SIGHUP). On a cluster,
 //! callers may also authenticate with a service-account token, and placement is read from
-//! the API server at each request (see `ambit_mesh::identity::KubeAuth`).
+//! the API server at each request (see `ambit_mesh::identity::KubeAuth`), and the waypoint
+//! deployer runs next to the CA (see [`crate::deployer`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use std::sync::Arc;
 use ambit_mesh::config::FileSource;
 use ambit_mesh::identity::{serve, server_config, Ca, CaService, ClientAuth, KubeAuth};
 use anyhow::{Context, Result};
+
+use crate::deployer;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -29,7 +32,14 @@ pub enum Placement {
         trust_domain: String,
         /// `(namespace, name)` of the node agents' service account.
         node_agents: (String, String),
+        waypoints: Waypoints,
     },
+}
+
+/// What the waypoint deployer makes waypoints from (the mesh root comes from the CA).
+pub struct Waypoints {
+    pub template: deployer::render::Template,
+    pub image: String,
 }
 
 pub struct Spec {
@@ -42,6 +52,7 @@ pub struct Spec {
 pub async fn run(spec: Spec) -> Result<()> {
     // Kept alive while serving: the file source's watcher stops when dropped.
     let mut file_source = None;
+    let mut deployer_task = None;
     let (ca, service, clients) = match spec.source {
         Placement::File(path) => {
             let source = Arc::new(
@@ -58,6 +69,7 @@ pub async fn run(spec: Spec) -> Result<()> {
         Placement::Kube {
             trust_domain,
             node_agents,
+            waypoints,
         } => {
             let client = kube::Client::try_default()
                 .await
@@ -67,6 +79,12 @@ pub async fn run(spec: Spec) -> Result<()> {
                 node_agents = format!("{}/{}", node_agents.0, node_agents.1),
                 "callers may authenticate with service-account tokens (TokenReview)"
             );
+            let settings = deployer::Settings {
+                template: waypoints.template,
+                image: waypoints.image,
+                root_pem: ca.root_pem().to_owned(),
+            };
+            deployer_task = Some(tokio::spawn(deployer::run(client.clone(), settings)));
             let service = CaService::kube(ca.clone(), KubeAuth::new(client, node_agents));
             (ca, service, ClientAuth::NodeCertificateOrToken)
         }
@@ -99,6 +117,9 @@ pub async fn run(spec: Spec) -> Result<()> {
     };
     let served = serve(listener, service, tls, shutdown).await;
     reloads.abort();
+    if let Some(task) = deployer_task {
+        task.abort();
+    }
     drop(file_source);
     Ok(served?)
 }

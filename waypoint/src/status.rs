@@ -10,8 +10,8 @@
 //!
 //! A status is written only when it differs from the one last written for that route, so a
 //! model rebuild that changes nothing costs no API call; a failed write is logged and tried
-//! again at the next rebuild. `observedGeneration` is not set: the model keeps no object
-//! generations.
+//! again at the next rebuild. Each condition carries the route's `metadata.generation` as
+//! `observedGeneration`, so a reader can tell a verdict on the current spec from a stale one.
 
 use std::collections::HashMap;
 
@@ -33,6 +33,8 @@ const REFUSED_REASON: &str = "UnsupportedValue";
 pub struct Desired {
     pub kind: RouteKind,
     pub route: RouteId,
+    /// The route's `metadata.generation`, reported as each condition's `observedGeneration`.
+    pub generation: Option<i64>,
     /// The parents this waypoint serves, in the route's order.
     pub parents: Vec<HttpRouteStatusParentsParentRef>,
     /// `Err(reason)` when the engine refused the route.
@@ -49,7 +51,7 @@ impl Desired {
                 status: "True".to_owned(),
                 reason: "Accepted".to_owned(),
                 message: "in force in the waypoint".to_owned(),
-                observed_generation: None,
+                observed_generation: self.generation,
                 last_transition_time: now.clone(),
             },
             Err(reason) => Condition {
@@ -57,11 +59,11 @@ impl Desired {
                 status: "False".to_owned(),
                 reason: REFUSED_REASON.to_owned(),
                 message: format!("{reason}; the last accepted version stays in force"),
-                observed_generation: None,
+                observed_generation: self.generation,
                 last_transition_time: now.clone(),
             },
         };
-        let resolved = resolved_refs(&self.missing, None, now.clone());
+        let resolved = resolved_refs(&self.missing, self.generation, now.clone());
         route_status(self.parents.clone(), &[accepted, resolved])
     }
 }
@@ -99,6 +101,7 @@ pub fn desired(
             out.push(Desired {
                 kind: RouteKind::Http,
                 route: id,
+                generation: route.metadata.generation,
                 parents,
                 accepted,
                 missing: http_route_missing_backends(model, route),
@@ -118,6 +121,7 @@ pub fn desired(
             out.push(Desired {
                 kind: RouteKind::Grpc,
                 route: id,
+                generation: route.metadata.generation,
                 parents,
                 accepted,
                 missing: grpc_route_missing_backends(model, route),
@@ -238,7 +242,7 @@ gateways:
 httpRoutes:
   - apiVersion: gateway.networking.k8s.io/v1
     kind: HTTPRoute
-    metadata: {name: reviews, namespace: shop}
+    metadata: {name: reviews, namespace: shop, generation: 3}
     spec:
       parentRefs:
         - {group: \"\", kind: Service, name: reviews}
@@ -254,7 +258,7 @@ httpRoutes:
 grpcRoutes:
   - apiVersion: gateway.networking.k8s.io/v1
     kind: GRPCRoute
-    metadata: {name: ratings, namespace: shop}
+    metadata: {name: ratings, namespace: shop, generation: 7}
     spec:
       parentRefs: [{group: \"\", kind: Service, name: ratings}]
       rules: [{backendRefs: [{name: ratings, port: 9090}]}]
@@ -301,11 +305,19 @@ grpcRoutes:
         }
     }
 
-    fn conditions(status: &HttpRouteStatus) -> Vec<(String, String, String)> {
+    /// `(type, status, reason, observedGeneration)` of the first parent's conditions.
+    fn conditions(status: &HttpRouteStatus) -> Vec<(String, String, String, Option<i64>)> {
         status.parents[0]
             .conditions
             .iter()
-            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.observed_generation,
+                )
+            })
             .collect()
     }
 
@@ -359,11 +371,12 @@ grpcRoutes:
             assert_eq!(
                 conditions(status),
                 [
-                    ("Accepted".into(), "True".into(), "Accepted".into()),
+                    ("Accepted".into(), "True".into(), "Accepted".into(), Some(3)),
                     (
                         "ResolvedRefs".into(),
                         "False".into(),
-                        "BackendNotFound".into()
+                        "BackendNotFound".into(),
+                        Some(3)
                     ),
                 ]
             );
@@ -390,13 +403,34 @@ grpcRoutes:
         assert_eq!((*kind, route.as_str()), (RouteKind::Grpc, "shop/ratings"));
         let accepted = &status.parents[0].conditions[0];
         assert_eq!(
-            (accepted.status.as_str(), accepted.reason.as_str()),
-            ("False", "UnsupportedValue")
+            (
+                accepted.status.as_str(),
+                accepted.reason.as_str(),
+                accepted.observed_generation
+            ),
+            ("False", "UnsupportedValue", Some(7))
         );
         assert_eq!(
             accepted.message,
             "rules[0].matches[0]: unknown method type; the last accepted version stays in force"
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_generation_with_the_same_verdict_is_written_again() {
+        let recorder = Recorder::default();
+        let mut reporter = StatusReporter::new(recorder.clone(), "shop", "wp");
+        let verdicts = [verdict("HTTPRoute", "reviews", None)];
+        reporter.report(&model(), &verdicts).await;
+        let edited = ambit_mesh::config::parse(&MESH.replace("generation: 3", "generation: 4"))
+            .expect("the edited mesh parses");
+        reporter.report(&edited, &verdicts).await;
+        let writes = recorder.writes.lock().unwrap().clone();
+        let generations: Vec<_> = writes
+            .iter()
+            .map(|(_, _, status)| conditions(status)[0].3)
+            .collect();
+        assert_eq!(generations, [Some(3), Some(4)]);
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@
 //! makes the same model whether it came from a file or from the API server: what the server
 //! adds (`uid`, `resourceVersion`, `generation`, `managedFields`, timestamps, owners,
 //! kubectl's last-applied annotation) and `status` (written by controllers, not read by the
-//! mesh) are dropped; name, namespace, labels, other annotations and `spec` are kept.
+//! mesh) are dropped; name, namespace, labels, other annotations and `spec` are kept. Routes
+//! also keep `generation`, which their status conditions report as `observedGeneration`
+//! (it changes only with `spec`, so it costs no extra rebuild; a file's routes have none).
 
 use std::collections::BTreeMap;
 
@@ -37,8 +39,12 @@ impl Trimmed for Gateway {
 
 impl Trimmed for HttpRoute {
     fn trimmed(self) -> Self {
+        let generation = self.metadata.generation;
         Self {
-            metadata: trimmed_meta(self.metadata),
+            metadata: ObjectMeta {
+                generation,
+                ..trimmed_meta(self.metadata)
+            },
             spec: self.spec,
             status: None,
         }
@@ -62,8 +68,12 @@ impl Trimmed for TrafficPolicy {
 
 impl Trimmed for GrpcRoute {
     fn trimmed(self) -> Self {
+        let generation = self.metadata.generation;
         Self {
-            metadata: trimmed_meta(self.metadata),
+            metadata: ObjectMeta {
+                generation,
+                ..trimmed_meta(self.metadata)
+            },
             spec: self.spec,
             status: None,
         }

@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::with_waypoint;
 
 /// Every permission Ambit's ServiceAccounts get, and why. A grant missing here fails
-/// `every_rbac_grant_has_a_reason`; so does a line here that nothing grants.
+/// `every_rbac_grant_has_a_reason`; so does a line here that nothing grants. A rule limited
+/// to some objects names them after the resource: `clusterroles (ambit-waypoint)`.
 #[rustfmt::skip]
 const GRANTS: &[(&str, &str, &str, &str, &str)] = &[
     // (service account, API group, resource, verbs, reason)
@@ -23,6 +24,18 @@ const GRANTS: &[(&str, &str, &str, &str, &str)] = &[
     ("ambit-node", "ambit.dev", "trafficpolicies", "get list watch", "outlier detection, limits, faults for the waypoint"),
     ("ambit-controller", "authentication.k8s.io", "tokenreviews", "create", "authenticate node agents and waypoints by their service-account tokens"),
     ("ambit-controller", "", "pods", "get list", "a node agent's node (its pod), and the pods on a node: sign only for those"),
+    ("ambit-controller", "gateway.networking.k8s.io", "gateways", "list watch", "the waypoint deployer: which Gateways are of class ambit-waypoint"),
+    ("ambit-controller", "gateway.networking.k8s.io", "gateways/status", "patch", "a waypoint Gateway's Accepted and Programmed conditions and address"),
+    ("ambit-controller", "gateway.networking.k8s.io", "gatewayclasses", "get", "whether the ambit-waypoint GatewayClass names Ambit as its controller"),
+    ("ambit-controller", "gateway.networking.k8s.io", "gatewayclasses/status", "patch", "accept the ambit-waypoint GatewayClass"),
+    ("ambit-controller", "", "serviceaccounts", "create patch", "server-side apply each waypoint's service account (its identity)"),
+    ("ambit-controller", "", "services", "create patch", "server-side apply each waypoint's Service (HBONE 15008)"),
+    ("ambit-controller", "", "configmaps", "create patch", "server-side apply ambit-root-cert, the mesh root, in each waypoint's namespace"),
+    ("ambit-controller", "apps", "deployments", "create patch", "server-side apply each waypoint's Deployment"),
+    ("ambit-controller", "apps", "deployments", "list watch", "a waypoint's readiness (Programmed), and restore a Deployment deleted by hand"),
+    ("ambit-controller", "rbac.authorization.k8s.io", "clusterrolebindings", "create patch", "server-side apply each waypoint's binding to ambit-waypoint"),
+    ("ambit-controller", "rbac.authorization.k8s.io", "clusterrolebindings", "list delete", "a Gateway cannot own a cluster-scoped binding: delete those of Gateways that are gone"),
+    ("ambit-controller", "rbac.authorization.k8s.io", "clusterroles (ambit-waypoint)", "bind", "bind waypoints to ambit-waypoint without holding its permissions"),
     // A waypoint (service account `waypoint` once the template is filled in for shop/waypoint).
     ("waypoint", "", "namespaces", "get list watch", "which namespaces use this waypoint (ambit.dev/use-waypoint)"),
     ("waypoint", "", "pods", "get list watch", "endpoints to route to, and their nodes and identities"),
@@ -72,16 +85,21 @@ fn grants(objects: &BTreeMap<String, Value>) -> BTreeSet<(String, String, String
             );
             for rule in list(&role["rules"]) {
                 assert!(
-                    rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
+                    rule.get("nonResourceURLs").is_none(),
                     "{role_key}: extend this test for {rule}"
                 );
+                let names: Vec<String> = list(&rule["resourceNames"]).iter().map(text).collect();
                 for group in list(&rule["apiGroups"]) {
                     for resource in list(&rule["resources"]) {
+                        let resource = match names.is_empty() {
+                            true => text(&resource),
+                            false => format!("{} ({})", text(&resource), names.join(", ")),
+                        };
                         for verb in list(&rule["verbs"]) {
                             granted.insert((
                                 text(&subject["name"]),
                                 text(&group),
-                                text(&resource),
+                                resource.clone(),
                                 text(&verb),
                             ));
                         }

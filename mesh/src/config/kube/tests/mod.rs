@@ -29,11 +29,17 @@ fn settings() -> KubeSettings {
 }
 
 /// What the file source makes of `tests/fixtures/kube/shop.yaml`, with the generation the
-/// API server gave each recorded policy (1): a file's objects have none, and it is all that
-/// differs.
+/// API server gave each recorded route and policy (1): a file's objects have none, and it is
+/// all that differs.
 fn file_model() -> Model {
     let file = crate::config::load(fixtures().join("shop.yaml")).unwrap();
     let mut state = file.state().clone();
+    for route in &mut state.http_routes {
+        route.metadata.generation = Some(1);
+    }
+    for route in &mut state.grpc_routes {
+        route.metadata.generation = Some(1);
+    }
     for policy in &mut state.traffic_policies {
         policy.metadata.generation = Some(1);
     }

@@ -12,9 +12,13 @@
 //! model rebuild that changes nothing costs no API call; a failed write is logged and tried
 //! again at the next rebuild. Each condition carries the route's `metadata.generation` as
 //! `observedGeneration`, so a reader can tell a verdict on the current spec from a stale one.
+//!
+//! TrafficPolicies get the same treatment: the verdicts `ambit_mesh::config::kube::policies`
+//! decides for the policies that reach this waypoint (`Accepted`, `Programmed`).
 
 use std::collections::HashMap;
 
+use ambit_mesh::config::kube::policies::{policy_verdicts, PolicyStatusWriter, PolicyVerdict};
 use ambit_mesh::config::kube::routes::{
     grpc_route_missing_backends, grpc_route_parents, http_route_missing_backends,
     http_route_parents, resolved_refs, route_status, MissingBackend, RouteKind, RouteStatusWriter,
@@ -164,9 +168,10 @@ pub struct StatusReporter<W> {
     namespace: String,
     name: String,
     written: HashMap<(RouteKind, RouteId), Desired>,
+    written_policies: HashMap<(String, String), PolicyVerdict>,
 }
 
-impl<W: RouteStatusWriter> StatusReporter<W> {
+impl<W: RouteStatusWriter + PolicyStatusWriter> StatusReporter<W> {
     /// A reporter for the waypoint `namespace/name`.
     pub fn new(writer: W, namespace: &str, name: &str) -> Self {
         StatusReporter {
@@ -174,6 +179,7 @@ impl<W: RouteStatusWriter> StatusReporter<W> {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             written: HashMap::new(),
+            written_policies: HashMap::new(),
         }
     }
 
@@ -208,6 +214,33 @@ impl<W: RouteStatusWriter> StatusReporter<W> {
                 ),
             }
         }
+        self.report_policies(model, &now).await;
+    }
+
+    /// Writes the status of every TrafficPolicy whose verdict changed since it was written.
+    async fn report_policies(&mut self, model: &Model, now: &Time) {
+        for want in policy_verdicts(model, &self.namespace, &self.name) {
+            let key = (want.namespace.clone(), want.name.clone());
+            if self.written_policies.get(&key) == Some(&want) {
+                continue;
+            }
+            let policy = format!("{}/{}", want.namespace, want.name);
+            match self
+                .writer
+                .write_policy_status(&want.namespace, &want.name, &want.status(now))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(%policy, reason = want.reason, message = %want.message, "TrafficPolicy status written");
+                    self.written_policies.insert(key, want);
+                }
+                Err(e) => tracing::warn!(
+                    %policy,
+                    error = %e,
+                    "writing the TrafficPolicy status failed; retried at the next change"
+                ),
+            }
+        }
     }
 }
 
@@ -215,6 +248,7 @@ impl<W: RouteStatusWriter> StatusReporter<W> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use ambit_mesh::api::TrafficPolicyStatus;
     use gateway_api::experimental::httproutes::HttpRouteStatus;
 
     use super::*;
@@ -283,7 +317,26 @@ grpcRoutes:
     #[derive(Clone, Default)]
     struct Recorder {
         writes: Arc<Mutex<Vec<(RouteKind, String, HttpRouteStatus)>>>,
+        policies: Arc<Mutex<Vec<(String, TrafficPolicyStatus)>>>,
         fail: Arc<Mutex<bool>>,
+    }
+
+    impl PolicyStatusWriter for Recorder {
+        async fn write_policy_status(
+            &self,
+            namespace: &str,
+            name: &str,
+            status: &TrafficPolicyStatus,
+        ) -> Result<(), kube::Error> {
+            if *self.fail.lock().unwrap() {
+                return Err(kube::Error::LinesCodecMaxLineLengthExceeded);
+            }
+            self.policies
+                .lock()
+                .unwrap()
+                .push((format!("{namespace}/{name}"), status.clone()));
+            Ok(())
+        }
     }
 
     impl RouteStatusWriter for Recorder {
@@ -445,5 +498,61 @@ grpcRoutes:
         *recorder.fail.lock().unwrap() = false;
         reporter.report(&m, &verdicts).await;
         assert_eq!(recorder.writes.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn traffic_policies_reaching_this_waypoint_get_their_verdict_once_per_change() {
+        let policies = "
+trafficPolicies:
+  - apiVersion: ambit.dev/v1alpha1
+    kind: TrafficPolicy
+    metadata: {name: a-reviews, namespace: shop, generation: 2}
+    spec:
+      targetRefs: [{group: \"\", kind: Service, name: reviews}]
+      connectionPool: {maxConnections: 10}
+  - apiVersion: ambit.dev/v1alpha1
+    kind: TrafficPolicy
+    metadata: {name: b-reviews, namespace: shop, generation: 5}
+    spec:
+      targetRefs: [{group: \"\", kind: Service, name: reviews}]
+      connectionPool: {maxConnections: 20}
+";
+        let m = ambit_mesh::config::parse(&format!("{MESH}{policies}")).expect("parses");
+        let recorder = Recorder::default();
+        let mut reporter = StatusReporter::new(recorder.clone(), "shop", "wp");
+        reporter.report(&m, &[]).await;
+        let written = recorder.policies.lock().unwrap().clone();
+        let summary: Vec<_> = written
+            .iter()
+            .map(|(name, status)| {
+                let accepted = &status.conditions[0];
+                (
+                    name.as_str(),
+                    accepted.status.as_str(),
+                    accepted.reason.as_str(),
+                    accepted.observed_generation,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("shop/a-reviews", "True", "Accepted", Some(2)),
+                ("shop/b-reviews", "False", "Conflicted", Some(5)),
+            ]
+        );
+        assert_eq!(
+            written[1].1.conditions[0].message,
+            "TrafficPolicy a-reviews takes precedence for Service reviews"
+        );
+
+        // Unchanged: nothing written; another waypoint owes nothing for these.
+        reporter.report(&m, &[]).await;
+        assert_eq!(recorder.policies.lock().unwrap().len(), 2);
+        let other = Recorder::default();
+        StatusReporter::new(other.clone(), "shop", "other")
+            .report(&m, &[])
+            .await;
+        assert!(other.policies.lock().unwrap().is_empty());
     }
 }

@@ -158,8 +158,9 @@ pub struct FaultAbort {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicyStatus {
-    /// Standard conditions: `Accepted` (the policy is valid and its targets exist; reason
-    /// `Accepted`, `Invalid` or `TargetNotFound`) and `Programmed` (the waypoint applies it).
+    /// Standard conditions: `Accepted` (in force for at least one target; otherwise reason
+    /// `Invalid`, `TargetNotFound` or `Conflicted`, with the reason per target in the message)
+    /// and `Programmed` (the waypoint applies it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -6,8 +6,9 @@
 //! adds (`uid`, `resourceVersion`, `generation`, `managedFields`, timestamps, owners,
 //! kubectl's last-applied annotation) and `status` (written by controllers, not read by the
 //! mesh) are dropped; name, namespace, labels, other annotations and `spec` are kept. Routes
-//! also keep `generation`, which their status conditions report as `observedGeneration`
-//! (it changes only with `spec`, so it costs no extra rebuild; a file's routes have none).
+//! and TrafficPolicies also keep `generation`, which their status conditions report as
+//! `observedGeneration` (it changes only with `spec`, so it costs no extra rebuild; a
+//! file's objects have none).
 
 use std::collections::BTreeMap;
 
@@ -53,7 +54,6 @@ impl Trimmed for HttpRoute {
 
 impl Trimmed for TrafficPolicy {
     fn trimmed(self) -> Self {
-        // Kept: the policy's status reports it as observedGeneration.
         let generation = self.metadata.generation;
         Self {
             metadata: ObjectMeta {

@@ -48,6 +48,7 @@ const GRANTS: &[(&str, &str, &str, &str, &str)] = &[
     ("waypoint", "ambit.dev", "trafficpolicies", "get list watch", "outlier detection, limits and faults"),
     ("waypoint", "gateway.networking.k8s.io", "httproutes/status", "patch", "its verdict on each route it serves, as conditions"),
     ("waypoint", "gateway.networking.k8s.io", "grpcroutes/status", "patch", "its verdict on each route it serves, as conditions"),
+    ("waypoint", "ambit.dev", "trafficpolicies/status", "patch", "its verdict on each TrafficPolicy that reaches it (Accepted, Conflicted, TargetNotFound)"),
 ];
 
 /// (service account, API group, resource, verb) granted by the RBAC objects in `objects`.

@@ -2,10 +2,16 @@
 //!
 //! Also the last word on every request: failures from below become responses here
 //! ([`ProxyError::status`]), and each answer is counted once, under its rule.
+//!
+//! A gRPC client reads its outcome from `grpc-status`, not from the HTTP status, so the
+//! waypoint's own answers to gRPC requests (no route, timeouts, no endpoint) are gRPC
+//! "trailers-only" responses: HTTP 200 with `grpc-status` and `grpc-message`, the HTTP status
+//! mapped as gRPC's HTTP-to-gRPC table says (a timeout is `DEADLINE_EXCEEDED`). Metrics still
+//! count the HTTP status the waypoint meant.
 
 use std::sync::{Arc, RwLock};
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use tokio::time::Instant;
 use tower::Layer;
 
@@ -30,7 +36,11 @@ pub fn layer(
             let start = Instant::now();
             let (rule, response) = route(request, next, snapshot, &mirrors, &backend).await;
             let label = rule.as_deref().map_or(NO_RULE, |rule| rule.label.as_str());
-            metrics.observe(label, response.status(), start.elapsed());
+            let counted = response
+                .extensions()
+                .get::<LocalReply>()
+                .map_or(response.status(), |reply| reply.0);
+            metrics.observe(label, counted, start.elapsed());
             Ok(response)
         })
     })
@@ -47,8 +57,12 @@ async fn route(
     mirrors: &Mirrors,
     backend: &HttpService,
 ) -> (Option<Arc<Rule>>, Response<Body>) {
+    let grpc = is_grpc(request.headers());
     let Some(destination) = request.extensions().get::<Destination>().cloned() else {
-        return (None, status(StatusCode::INTERNAL_SERVER_ERROR));
+        return (
+            None,
+            local_reply(StatusCode::INTERNAL_SERVER_ERROR, grpc, None),
+        );
     };
     let lookup = snapshot.table.lookup(
         &destination,
@@ -58,7 +72,10 @@ async fn route(
     );
     let routed = match lookup {
         Lookup::Matched(routed) => routed,
-        Lookup::NotFound => return (None, status(StatusCode::NOT_FOUND)),
+        Lookup::NotFound => {
+            let reply = local_reply(StatusCode::NOT_FOUND, grpc, Some("no route matches"));
+            return (None, reply);
+        }
         Lookup::NoRoutes => Routed {
             rule: snapshot.passthrough.clone(),
             prefix: None,
@@ -84,7 +101,7 @@ async fn route(
     request.extensions_mut().insert(routed);
     let mut response = match call(next, request).await {
         Ok(response) => response,
-        Err(e) => error_response(&e),
+        Err(e) => error_response(&e, grpc),
     };
     if let Some(modifier) = &filters.response_headers {
         modifier.apply(response.headers_mut());
@@ -92,13 +109,134 @@ async fn route(
     (Some(rule), response)
 }
 
-fn error_response(error: &ProxyError) -> Response<Body> {
+fn error_response(error: &ProxyError, grpc: bool) -> Response<Body> {
     tracing::debug!(error = %error, "request failed in the waypoint");
-    status(error.status())
+    let code = error.status();
+    let mut response = local_reply(code, grpc, Some(&error.to_string()));
+    if grpc
+        && matches!(
+            error,
+            ProxyError::RequestTimeout(_) | ProxyError::BackendTimeout(_)
+        )
+    {
+        response
+            .headers_mut()
+            .insert(GRPC_STATUS, HeaderValue::from(grpc_code::DEADLINE_EXCEEDED));
+    }
+    response
 }
 
-fn status(code: StatusCode) -> Response<Body> {
+/// The HTTP status the waypoint meant, on a response it wrote itself (for metrics).
+#[derive(Debug, Clone, Copy)]
+struct LocalReply(StatusCode);
+
+const GRPC_STATUS: &str = "grpc-status";
+const GRPC_MESSAGE: &str = "grpc-message";
+
+/// gRPC status codes the waypoint's own answers use.
+mod grpc_code {
+    pub const INTERNAL: u16 = 13;
+    pub const UNAUTHENTICATED: u16 = 16;
+    pub const PERMISSION_DENIED: u16 = 7;
+    pub const UNIMPLEMENTED: u16 = 12;
+    pub const UNAVAILABLE: u16 = 14;
+    pub const UNKNOWN: u16 = 2;
+    pub const DEADLINE_EXCEEDED: u16 = 4;
+}
+
+/// gRPC's mapping of an HTTP status it did not get from a gRPC server.
+fn grpc_code_for(code: StatusCode) -> u16 {
+    match code.as_u16() {
+        400 => grpc_code::INTERNAL,
+        401 => grpc_code::UNAUTHENTICATED,
+        403 => grpc_code::PERMISSION_DENIED,
+        404 => grpc_code::UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => grpc_code::UNAVAILABLE,
+        _ => grpc_code::UNKNOWN,
+    }
+}
+
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// An answer the waypoint writes itself: `code`, or for a gRPC request a trailers-only
+/// response carrying its gRPC equivalent.
+fn local_reply(code: StatusCode, grpc: bool, message: Option<&str>) -> Response<Body> {
     let mut response = Response::new(body::empty());
-    *response.status_mut() = code;
+    response.extensions_mut().insert(LocalReply(code));
+    if !grpc {
+        *response.status_mut() = code;
+        return response;
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(GRPC_STATUS, HeaderValue::from(grpc_code_for(code)));
+    let message = message.unwrap_or_else(|| code.canonical_reason().unwrap_or("error"));
+    if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
+        headers.insert(GRPC_MESSAGE, value);
+    }
     response
+}
+
+/// `grpc-message` is percent-encoded: bytes outside printable ASCII, and `%`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_requests_get_trailers_only_answers_with_the_mapped_code() {
+        let reply = local_reply(StatusCode::NOT_FOUND, true, Some("no route matches"));
+        assert_eq!(reply.status(), StatusCode::OK);
+        assert_eq!(reply.headers()["content-type"], "application/grpc");
+        assert_eq!(reply.headers()[GRPC_STATUS], "12");
+        assert_eq!(reply.headers()[GRPC_MESSAGE], "no route matches");
+        assert_eq!(
+            reply.extensions().get::<LocalReply>().map(|r| r.0),
+            Some(StatusCode::NOT_FOUND)
+        );
+        let plain = local_reply(StatusCode::NOT_FOUND, false, Some("no route matches"));
+        assert_eq!(plain.status(), StatusCode::NOT_FOUND);
+        assert!(plain.headers().get(GRPC_STATUS).is_none());
+    }
+
+    #[test]
+    fn http_statuses_map_as_grpc_specifies() {
+        let cases = [
+            (400, 13),
+            (401, 16),
+            (403, 7),
+            (404, 12),
+            (503, 14),
+            (504, 14),
+            (500, 2),
+        ];
+        for (http, grpc) in cases {
+            let code = StatusCode::from_u16(http).expect("status");
+            assert_eq!(grpc_code_for(code), grpc, "HTTP {http}");
+        }
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode("50% of ü"), "50%25 of %C3%BC");
+    }
 }

@@ -120,3 +120,42 @@ async fn grpc_streams_and_trailers_pass_through_a_header_route() {
     assert_eq!(&rest.to_bytes()[5..], b"second");
     assert_eq!((a.hits(), b.hits()), (0, 1));
 }
+
+#[tokio::test]
+async fn a_grpc_call_no_rule_matches_gets_grpc_status_unimplemented() {
+    let go = Arc::new(Notify::new());
+    let a = streaming_backend("a", go.clone()).await;
+    let routes = http_route(
+        "reviews",
+        "    - matches: [{headers: [{name: x-variant, value: a}]}]\n      backendRefs: [{name: grpc-a, port: 80}]\n",
+    );
+    let proxy = Proxy::start(&config(&[("grpc-a", vec![a.addr])], &routes)).await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    let request = Request::post("http://reviews.shop/shop.Reviews/Get")
+        .version(Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body::full(message(b"hello")))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+
+    info!("a trailers-only answer: HTTP 200, the outcome in grpc-status");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    assert_eq!(response.headers()["grpc-status"], "12", "UNIMPLEMENTED");
+    assert_eq!(response.headers()["grpc-message"], "no route matches");
+    assert_eq!(a.hits(), 0);
+
+    let metrics = proxy.waypoint.metrics().render();
+    assert!(
+        metrics.contains("ambit_waypoint_requests_total{route=\"none\",class=\"4xx\"} 1\n"),
+        "counted as the 404 it stands for: {metrics}"
+    );
+}

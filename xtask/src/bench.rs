@@ -5,6 +5,7 @@
 //! Progress goes to stderr, so `--json` leaves exactly one JSON object on stdout.
 
 mod common;
+mod cpu_time;
 mod memory;
 mod redirect;
 mod route;

@@ -5,6 +5,7 @@
 //! Progress goes to stderr, so `--json` leaves exactly one JSON object on stdout.
 
 mod common;
+mod cpu_time;
 mod memory;
 mod redirect;
 mod route;
@@ -28,7 +29,7 @@ pub enum Which {
     },
     /// Cross-node pod-to-pod TCP: direct, and through the HBONE tunnel over mTLS (latency
     /// p50/p99 with 1 KB messages, bulk throughput, new connections per second, median of 3
-    /// runs), plus the agents' RSS idle and under load.
+    /// runs), plus the agents' RSS idle and under load and their CPU time per GB in bulk.
     Tunnel {
         /// Print one JSON object on stdout instead of the table.
         #[arg(long)]

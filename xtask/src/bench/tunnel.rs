@@ -9,7 +9,8 @@
 //! Both paths share the server, so they differ only in the route. After a discarded settling
 //! round, runs are interleaved (a, b, a, b, …) so that drift on this shared machine hits both
 //! alike. Each run is an `rr` (latency), a `bulk` (throughput) and a `concurrent` (new
-//! connections per second, from the client process's wall time). The agents' `VmRSS` is read
+//! connections per second, from the client process's wall time); both agents' CPU time
+//! (utime + stime) is read around each bulk run, per GB sent. The agents' `VmRSS` is read
 //! once idle, before any traffic, and sampled for its peak during the runs. The route is
 //! checked with a whoami and the agents' tunnel counters, read around each path's runs.
 
@@ -34,8 +35,8 @@ use super::memory::RssSampler;
 use super::summary::{Attempt, Latency, Throughput};
 use rss::Agent;
 use summary::{
-    AgentRss, ByNode, ByPath, ConnectRate, CrossPath, Measured, Method, PathRuns, RouteEvidence,
-    Summary,
+    AgentRss, BulkCpu, ByNode, ByPath, ConnectRate, CrossPath, Measured, Method, PathRuns,
+    RouteEvidence, Summary,
 };
 
 const RUNS: usize = 3;
@@ -108,7 +109,9 @@ pub(super) fn measure() -> Result<Summary> {
             let before = bench.tunnel_counters();
             let runs = paths.get_mut(path);
             runs.latency.push(bench.rr(path));
-            runs.throughput.push(bench.bulk(path));
+            let (throughput, cpu) = bench.bulk(path);
+            runs.throughput.push(throughput);
+            runs.bulk_cpu.extend(cpu);
             runs.connect.push(bench.connect(path));
             bench.tunnel_counters().add_since(before, &mut runs.route);
             eprintln!("bench tunnel: run {n}/{RUNS} {}", progress(path, runs));
@@ -286,13 +289,33 @@ impl Bench {
         }))
     }
 
-    /// Bulk throughput on one connection.
-    fn bulk(&self, path: CrossPath) -> Attempt<Throughput> {
+    /// Bulk throughput on one connection, and the agents' CPU time per GB it sent (`None`
+    /// when the bulk run itself failed).
+    fn bulk(&self, path: CrossPath) -> (Attempt<Throughput>, Option<Attempt<BulkCpu>>) {
         let to = SocketAddrV4::new(self.server.ip, SINK_PORT);
         let cmd = self.mesh.app.bulk(to, BULK_DURATION);
-        attempt(self.client::<BulkReport>(path, cmd).map(|r| Throughput {
+        let before = self.cpu_seconds();
+        let report = self.client::<BulkReport>(path, cmd);
+        let after = self.cpu_seconds();
+        let cpu = report.as_ref().ok().map(|r| {
+            attempt(before.and_then(|before| {
+                let after = after?;
+                Ok(BulkCpu::new(
+                    r.bytes,
+                    after[0] - before[0],
+                    after[1] - before[1],
+                ))
+            }))
+        });
+        let throughput = attempt(report.map(|r| Throughput {
             gbit_per_s: r.gbit_per_s,
-        }))
+        }));
+        (throughput, cpu)
+    }
+
+    /// Both agents' CPU time so far, in seconds.
+    fn cpu_seconds(&self) -> Result<[f64; 2]> {
+        Ok([self.agents[0].cpu_seconds()?, self.agents[1].cpu_seconds()?])
     }
 
     /// New connections per second: one `concurrent` client, timed from outside.

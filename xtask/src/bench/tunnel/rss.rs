@@ -1,10 +1,12 @@
-//! The node agents whose memory the bench reads: their pids from the node's agent cgroup;
-//! `VmRSS` is read idle once and sampled under load by [`crate::bench::memory::RssSampler`].
+//! The node agents whose memory and CPU time the bench reads: their pids from the node's
+//! agent cgroup; `VmRSS` is read idle once and sampled under load by
+//! [`crate::bench::memory::RssSampler`], CPU time around each bulk run.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use crate::bench::cpu_time::cpu_seconds;
 use crate::bench::memory::rss_kb;
 
 /// The agent's executable name, as `/proc/<pid>/comm` shows it.
@@ -50,5 +52,10 @@ impl Agent {
     /// `VmRSS` in kB.
     pub fn rss_kb(&self) -> Result<u64> {
         rss_kb(self.pid).with_context(|| format!("the agent on {}", self.node))
+    }
+
+    /// User plus system CPU time of all its threads so far, in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        cpu_seconds(self.pid).with_context(|| format!("the agent on {}", self.node))
     }
 }

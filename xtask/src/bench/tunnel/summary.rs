@@ -101,6 +101,29 @@ pub struct ConnectRate {
     pub one_connection_seconds: f64,
 }
 
+/// Both agents' CPU time (utime + stime) over one bulk run, per GB the client sent.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct BulkCpu {
+    /// Bytes the client sent, in GB (10^9 bytes).
+    pub gigabytes: f64,
+    pub node1_seconds: f64,
+    pub node2_seconds: f64,
+    /// (node1 + node2) CPU seconds per GB.
+    pub seconds_per_gb: f64,
+}
+
+impl BulkCpu {
+    pub fn new(bytes: u64, node1_seconds: f64, node2_seconds: f64) -> BulkCpu {
+        let gigabytes = bytes as f64 / 1e9;
+        BulkCpu {
+            gigabytes,
+            node1_seconds,
+            node2_seconds,
+            seconds_per_gb: (node1_seconds + node2_seconds) / gigabytes.max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
 /// Whom the server saw, and the agents' tunnel counters over one path's runs.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RouteEvidence {
@@ -123,6 +146,8 @@ pub struct RouteEvidence {
 pub struct PathRuns {
     pub latency: Vec<Attempt<Latency>>,
     pub throughput: Vec<Attempt<Throughput>>,
+    /// The agents' CPU time over each measured bulk run.
+    pub bulk_cpu: Vec<Attempt<BulkCpu>>,
     pub connect: Vec<Attempt<ConnectRate>>,
     pub route: RouteEvidence,
 }
@@ -179,8 +204,11 @@ pub struct PathFigures {
     pub p99_ratio: Option<f64>,
     pub throughput_ratio: Option<f64>,
     pub conns_ratio: Option<f64>,
+    /// Both agents' CPU seconds per GB sent in bulk (median run); near 0 on direct.
+    pub agent_cpu_s_per_gb: Option<f64>,
     pub latency_runs: Vec<Attempt<Latency>>,
     pub throughput_runs: Vec<Attempt<Throughput>>,
+    pub bulk_cpu_runs: Vec<Attempt<BulkCpu>>,
     pub connect_runs: Vec<Attempt<ConnectRate>>,
     pub route: RouteEvidence,
     pub route_findings: Vec<String>,
@@ -208,6 +236,7 @@ pub fn summarize(measured: Measured) -> Summary {
     let latency = |p: CrossPath| median_by(&paths.get(p).latency, |l| l.p50_us);
     let throughput = |p: CrossPath| median_by(&paths.get(p).throughput, |t| t.gbit_per_s);
     let connect = |p: CrossPath| median_by(&paths.get(p).connect, |c| c.conns_per_s);
+    let cpu = |p: CrossPath| median_by(&paths.get(p).bulk_cpu, |c| c.seconds_per_gb);
     let base = (
         latency(CrossPath::Direct),
         throughput(CrossPath::Direct),
@@ -220,6 +249,7 @@ pub fn summarize(measured: Measured) -> Summary {
         warnings.extend(failures(path.tag(), "rr", &runs.latency));
         warnings.extend(failures(path.tag(), "bulk", &runs.throughput));
         warnings.extend(failures(path.tag(), "concurrent", &runs.connect));
+        warnings.extend(failures(path.tag(), "agent CPU", &runs.bulk_cpu));
         let (notes, route_warnings) = check_route(path, &runs.route);
         warnings.extend(route_warnings.iter().cloned());
         PathFigures {
@@ -232,8 +262,10 @@ pub fn summarize(measured: Measured) -> Summary {
             p99_ratio: ratio(lat.map(|l| l.p99_us), base.0.map(|l| l.p99_us)),
             throughput_ratio: ratio(thr.map(|t| t.gbit_per_s), base.1.map(|t| t.gbit_per_s)),
             conns_ratio: ratio(con.map(|c| c.conns_per_s), base.2.map(|c| c.conns_per_s)),
+            agent_cpu_s_per_gb: cpu(path).map(|c| c.seconds_per_gb),
             latency_runs: runs.latency.clone(),
             throughput_runs: runs.throughput.clone(),
+            bulk_cpu_runs: runs.bulk_cpu.clone(),
             connect_runs: runs.connect.clone(),
             route: runs.route.clone(),
             route_ok: route_warnings.is_empty(),

@@ -64,6 +64,15 @@ fn write_summary(out: &mut String, s: &Summary) -> fmt::Result {
     }
     writeln!(out)?;
     writeln!(out, "added p50 latency: {} µs", cell(s.added_p50_us, 1))?;
+    writeln!(
+        out,
+        "agent CPU in bulk (node1 + node2, utime + stime): {} s/GB  (runs: {})",
+        cell(s.paths.tunnel.agent_cpu_s_per_gb, 2),
+        runs(&s.paths.tunnel.bulk_cpu_runs, |c| format!(
+            "{:.2} = {:.2} + {:.2} s for {:.2} GB",
+            c.seconds_per_gb, c.node1_seconds, c.node2_seconds, c.gigabytes
+        ))
+    )?;
     writeln!(out, "agent RSS (VmRSS, MB):    idle   load peak   after")?;
     for (node, rss) in [("node1", &s.agent_rss.node1), ("node2", &s.agent_rss.node2)] {
         write_rss(out, node, rss)?;

@@ -77,12 +77,20 @@ fn added_latency_is_the_difference_of_the_median_runs() {
             direct: PathRuns {
                 latency: vec![rr(20.0), rr(40.0), rr(19.0)],
                 throughput: vec![bulk(10.0), bulk(12.0), bulk(11.0)],
+                bulk_cpu: vec![],
                 connect: vec![],
                 route: evidence("10.1.1.2", None, 0),
             },
             tunnel: PathRuns {
                 latency: vec![rr(100.0), rr(90.0), rr(95.0)],
                 throughput: vec![bulk(6.0), bulk(5.0), bulk(7.0)],
+                bulk_cpu: vec![
+                    Attempt::Measured(BulkCpu::new(2_000_000_000, 2.0, 1.0)),
+                    Attempt::Measured(BulkCpu::new(1_000_000_000, 1.0, 1.0)),
+                    Attempt::Failed {
+                        error: "no /proc/1/stat".into(),
+                    },
+                ],
                 connect: vec![],
                 route: evidence("10.0.0.2", Some(6), 6),
             },
@@ -96,6 +104,9 @@ fn added_latency_is_the_difference_of_the_median_runs() {
     assert_eq!(summary.added_p50_us, Some(75.0));
     assert_eq!(summary.paths.tunnel.throughput_ratio, Some(6.0 / 11.0));
     assert_eq!(summary.paths.tunnel.conns_per_s, None);
+    // 1.5 s/GB and 2.0 s/GB measured; the median of two is the upper one, as for the others.
+    assert_eq!(summary.paths.tunnel.agent_cpu_s_per_gb, Some(2.0));
+    assert!(summary.warnings.iter().any(|w| w.contains("agent CPU")));
     let passed: Vec<bool> = summary.targets.iter().map(|t| t.pass).collect();
     assert_eq!(passed, [true, true, true, false]);
     assert!(!summary.all_targets_met);

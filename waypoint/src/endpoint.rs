@@ -38,7 +38,7 @@ pub const CALLER_POOL_IDLE: Duration = Duration::from_secs(120);
 #[derive(Clone)]
 pub struct Endpoint {
     connector: Arc<dyn Connector>,
-    shared: Clients,
+    shared: Arc<Clients>,
     /// `Some` when the connector names callers: the pools by caller, and when each was last used.
     by_caller: Option<Arc<Mutex<CallerPools>>>,
 }
@@ -46,27 +46,28 @@ pub struct Endpoint {
 /// Pools by caller, with when each was last used; idle ones are swept at most every
 /// [`SWEEP_EVERY`], so that opening a pool stays O(1) with many callers.
 struct CallerPools {
-    pools: HashMap<Caller, (Clients, Instant)>,
+    pools: HashMap<Caller, (Arc<Clients>, Instant)>,
     swept: Instant,
 }
 
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-#[derive(Clone)]
+/// Shared behind an `Arc`: a request takes one reference count, not a clone of each client
+/// (a hyper client clone is several reference counts and a connector clone).
 struct Clients {
     h1: Client<PoolConnector, Body>,
     h2: Client<PoolConnector, Body>,
 }
 
 impl Clients {
-    fn new(connector: Arc<dyn Connector>, caller: Option<Caller>) -> Self {
+    fn new(connector: Arc<dyn Connector>, caller: Option<Caller>) -> Arc<Self> {
         let connector = PoolConnector { connector, caller };
-        Clients {
+        Arc::new(Clients {
             h1: Client::builder(TokioExecutor::new()).build(connector.clone()),
             h2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .build(connector),
-        }
+        })
     }
 }
 
@@ -85,7 +86,7 @@ impl Endpoint {
         }
     }
 
-    fn clients(&self, caller: Option<&Caller>) -> Clients {
+    fn clients(&self, caller: Option<&Caller>) -> Arc<Clients> {
         let (Some(by_caller), Some(caller)) = (&self.by_caller, caller) else {
             return self.shared.clone();
         };

@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Every request allocates and frees dozens of small objects (headers, boxed futures, body
+/// frames) across worker threads; glibc's malloc spent about 13 % of the waypoint's CPU on
+/// them under load (perf), mimalloc's thread-local free lists much less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Ambit's waypoint: HTTPRoute routing, retries, timeouts and splits.
 #[derive(Parser)]
 #[command(name = "ambit-waypoint", version)]

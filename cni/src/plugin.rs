@@ -157,14 +157,7 @@ fn add(env: &dyn Fn(&str) -> Option<String>, conf: &PluginConf) -> Outcome {
         Ok(cookie) => cookie,
         Err(e) => return fallback(conf, namespace, name, &format!("{e}")),
     };
-    let sandbox = PodSandbox {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        uid: args.get("K8S_POD_UID").cloned(),
-        netns,
-        netns_cookie,
-        container_id: env("CNI_CONTAINERID").unwrap_or_default(),
-    };
+    let sandbox = pod_sandbox(env, &args, netns, netns_cookie);
     match ask(conf, &Request::Add(sandbox)) {
         Ok(Reply::Enrolled) | Ok(Reply::NotEnrolled { .. }) => pass_through(conf),
         Ok(Reply::TryAgain { reason }) => Outcome::error(
@@ -209,10 +202,9 @@ fn fallback(conf: &PluginConf, namespace: &str, name: &str, why: &str) -> Outcom
 
 fn del(env: &dyn Fn(&str) -> Option<String>, conf: &PluginConf) {
     let args = parse_args(&env("CNI_ARGS").unwrap_or_default());
-    let (Some(namespace), Some(name)) = (args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME"))
-    else {
+    if !args.contains_key("K8S_POD_NAMESPACE") || !args.contains_key("K8S_POD_NAME") {
         return;
-    };
+    }
     let netns = PathBuf::from(env("CNI_NETNS").unwrap_or_default());
     // DEL may come after the namespace is gone; the agent forgets the pod by name and UID.
     let netns_cookie = if netns.as_os_str().is_empty() {
@@ -220,16 +212,27 @@ fn del(env: &dyn Fn(&str) -> Option<String>, conf: &PluginConf) {
     } else {
         netns::cookie_of(&netns).unwrap_or(0)
     };
-    let sandbox = PodSandbox {
-        namespace: namespace.clone(),
-        name: name.clone(),
+    let sandbox = pod_sandbox(env, &args, netns, netns_cookie);
+    // Best effort: DEL must not fail because the agent is away; its reconcile drops the entry.
+    let _ = ask(conf, &Request::Del(sandbox));
+}
+
+/// The sandbox as the agent is told of it, from the runtime's `CNI_ARGS` (which name a pod).
+fn pod_sandbox(
+    env: &dyn Fn(&str) -> Option<String>,
+    args: &BTreeMap<String, String>,
+    netns: PathBuf,
+    netns_cookie: u64,
+) -> PodSandbox {
+    let arg = |key: &str| args.get(key).cloned().unwrap_or_default();
+    PodSandbox {
+        namespace: arg("K8S_POD_NAMESPACE"),
+        name: arg("K8S_POD_NAME"),
         uid: args.get("K8S_POD_UID").cloned(),
         netns,
         netns_cookie,
         container_id: env("CNI_CONTAINERID").unwrap_or_default(),
-    };
-    // Best effort: DEL must not fail because the agent is away; its reconcile drops the entry.
-    let _ = ask(conf, &Request::Del(sandbox));
+    }
 }
 
 /// One request, one reply, on the agent's socket.

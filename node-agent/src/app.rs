@@ -378,11 +378,11 @@ fn cni_install(spec: &RunArgs) -> Result<Option<cni::Install>> {
             plugin.display()
         );
     }
-    Ok(Some(cni::Install {
+    Ok(Some(cni::Install::new(
         plugin,
-        bin_dir: bin_dir.clone(),
-        conf_dir: conf_dir.clone(),
-    }))
+        bin_dir.clone(),
+        conf_dir.clone(),
+    )))
 }
 
 /// Keeps the kernel's enrollment, and what the agent publishes about it, equal to the model.
@@ -437,7 +437,7 @@ impl Reconciler {
         if self.cni {
             self.namespaces.publish(&self.run_dir, model);
         }
-        if let Some(install) = &self.install {
+        if let Some(install) = &mut self.install {
             install.ensure(&self.run_dir);
         }
     }

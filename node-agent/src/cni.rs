@@ -47,12 +47,30 @@ pub fn namespaces_path(run_dir: &Path) -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct Install {
     /// The plugin binary to copy (shipped next to the agent's).
-    pub plugin: PathBuf,
-    pub bin_dir: PathBuf,
-    pub conf_dir: PathBuf,
+    plugin: PathBuf,
+    bin_dir: PathBuf,
+    conf_dir: PathBuf,
+    /// (size, modification time, inode) of the installed binary when it was last found
+    /// equal to ours: while it stays so, a reconcile does not read both files again.
+    verified: Option<(u64, std::time::SystemTime, u64)>,
 }
 
 impl Install {
+    pub fn new(plugin: PathBuf, bin_dir: PathBuf, conf_dir: PathBuf) -> Self {
+        Self {
+            plugin,
+            bin_dir,
+            conf_dir,
+            verified: None,
+        }
+    }
+
+    fn installed_stamp(&self) -> Option<(u64, std::time::SystemTime, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(self.bin_dir.join(chain::PLUGIN_TYPE)).ok()?;
+        Some((meta.len(), meta.modified().ok()?, meta.ino()))
+    }
+
     /// Ambit's entry in the node's network config list.
     fn entry(&self, run_dir: &Path) -> serde_json::Value {
         json!({
@@ -63,14 +81,19 @@ impl Install {
     }
 
     /// Copies the binary and puts the entry last in the primary config; logs what changed.
-    pub fn ensure(&self, run_dir: &Path) {
-        match chain::install_binary(&self.plugin, &self.bin_dir) {
-            Ok(true) => {
-                tracing::info!(dir = %self.bin_dir.display(), "installed the CNI plugin binary")
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "installing the CNI plugin binary failed; retrying at the next reconcile")
+    pub fn ensure(&mut self, run_dir: &Path) {
+        if self.verified.is_none() || self.installed_stamp() != self.verified {
+            self.verified = None;
+            match chain::install_binary(&self.plugin, &self.bin_dir) {
+                Ok(written) => {
+                    if written {
+                        tracing::info!(dir = %self.bin_dir.display(), "installed the CNI plugin binary");
+                    }
+                    self.verified = self.installed_stamp();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "installing the CNI plugin binary failed; retrying at the next reconcile")
+                }
             }
         }
         match chain::install(&self.conf_dir, &self.entry(run_dir)) {

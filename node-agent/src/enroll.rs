@@ -116,12 +116,7 @@ impl Enroller {
                 .lock()
                 .map_err(|_| anyhow!("enrollment map lock poisoned"))?;
             map.insert(sandbox.netns_cookie, EnrolledNetns::new(&name), 0)
-                .map_err(|e| {
-                    anyhow!(e).context(format!(
-                        "enrolling {name}: ENROLLED_NETNS is full ({} entries)",
-                        ambit_common::maps::ENROLLED_NETNS_MAX
-                    ))
-                })?;
+                .map_err(|e| map_full(&name, e))?;
         }
         self.names
             .0
@@ -238,12 +233,8 @@ impl Enroller {
         for (cookie, name) in &desired {
             let value = EnrolledNetns::new(name);
             if map.get(cookie, 0).ok() != Some(value) {
-                map.insert(cookie, value, 0).map_err(|e| {
-                    anyhow!(e).context(format!(
-                        "enrolling {name}: ENROLLED_NETNS is full ({} entries)",
-                        ambit_common::maps::ENROLLED_NETNS_MAX
-                    ))
-                })?;
+                map.insert(cookie, value, 0)
+                    .map_err(|e| map_full(name, e))?;
                 report.added += 1;
             }
         }
@@ -282,6 +273,14 @@ impl Enroller {
         seen.insert(id, cookie);
         Ok(cookie)
     }
+}
+
+/// A failed ENROLLED_NETNS insert: the map is bounded, and being full is why an insert fails.
+fn map_full(name: &str, e: aya::maps::MapError) -> anyhow::Error {
+    anyhow!(e).context(format!(
+        "enrolling {name}: ENROLLED_NETNS is full ({} entries)",
+        ambit_common::maps::ENROLLED_NETNS_MAX
+    ))
 }
 
 /// The same pod: by UID when both sides know it, else by namespace and name.

@@ -6,4 +6,5 @@ pub mod config;
 pub mod hbone;
 pub mod identity;
 pub mod model;
+pub mod runtime;
 pub mod tls;

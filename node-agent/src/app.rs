@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// applications are unaffected). See README, "Same-node fast path".
     #[arg(long)]
     fastpath: bool,
+    /// Threads that carry traffic. 1 runs everything on one thread (no cross-thread wake-ups:
+    /// the cheapest per byte when the node's cores are busy with its pods); 0 means one per
+    /// CPU the agent may run on.
+    #[arg(long, env = "AMBIT_WORKERS", default_value_t = 0)]
+    workers: usize,
     /// Forward the kernel programs' debug log (costly; for debugging only).
     #[arg(long)]
     kernel_debug_log: bool,
@@ -122,6 +127,13 @@ pub struct RunArgs {
     /// The `ambit-cni` binary to install. Default: next to this binary.
     #[arg(long)]
     cni_plugin: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The async runtime this agent runs on (`--workers`).
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        ambit_mesh::runtime::build(self.workers)
+    }
 }
 
 pub async fn run(spec: RunArgs) -> Result<()> {

@@ -97,10 +97,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run(args) => {
             raise_open_files_limit();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let runtime = args.runtime().context("starting the async runtime")?;
             runtime.block_on(app::run(*args))?;
             Ok(ExitCode::SUCCESS)
         }

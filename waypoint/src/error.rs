@@ -31,6 +31,13 @@ pub enum ProxyError {
         #[source]
         source: io::Error,
     },
+    /// The destination Service's faultInjection aborted the request with this status (and,
+    /// for a gRPC request, this gRPC status when the policy names one).
+    #[error("aborted by the Service's faultInjection")]
+    FaultAbort {
+        status: StatusCode,
+        grpc_status: Option<u16>,
+    },
     /// 502: the connection to the endpoint broke before a response arrived.
     #[error("request to {endpoint} of {service} failed")]
     Backend {
@@ -51,6 +58,7 @@ impl ProxyError {
             | ProxyError::Overflow { .. }
             | ProxyError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Backend { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::FaultAbort { status, .. } => *status,
         }
     }
 

@@ -1,14 +1,16 @@
 //! Fault injection from the destination Service's `faultInjection`: delay, then abort.
 //!
 //! Sits outside the request timeout and the retries: an injected abort is what the caller
-//! sees, never retried, and an injected delay does not eat into `timeouts.request`.
+//! sees, never retried, and an injected delay does not eat into `timeouts.request`. An abort
+//! is answered by the route step like the waypoint's other answers, so a gRPC caller gets a
+//! trailers-only reply with a `grpc-status`.
 
 use std::sync::Arc;
 
-use http::{Response, StatusCode};
+use http::StatusCode;
 use tower::Layer;
 
-use crate::body;
+use crate::error::ProxyError;
 use crate::policy::FaultInjection;
 use crate::routes::Routed;
 use crate::stack::{call, step, HttpService, Snapshot};
@@ -22,10 +24,11 @@ pub fn layer() -> impl Layer<HttpService, Service = HttpService> + Clone {
                     tokio::time::sleep(delay.fixed_delay).await;
                 }
                 if let Some(abort) = fault.abort.as_ref().filter(|a| chance(a.percentage)) {
-                    let mut response = Response::new(body::empty());
-                    *response.status_mut() = StatusCode::from_u16(abort.http_status)
-                        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                    return Ok(response);
+                    return Err(ProxyError::FaultAbort {
+                        status: StatusCode::from_u16(abort.http_status)
+                            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                        grpc_status: abort.grpc_status,
+                    });
                 }
             }
             call(next, request).await

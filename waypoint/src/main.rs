@@ -16,7 +16,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Ambit's waypoint: HTTPRoute routing, retries, timeouts and splits.
 #[derive(Parser)]
 #[command(name = "ambit-waypoint", version)]
-enum Cli {
+struct Cli {
+    /// Threads that serve requests; 1 runs everything on one thread, 0 means one per CPU
+    /// this process may run on.
+    #[arg(long, global = true, env = "AMBIT_WORKERS", default_value_t = 0)]
+    workers: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
     /// Serve HBONE on port 15008 for a namespace's Services, as a mesh workload.
     Run(Box<cmd::run::Args>),
     /// Serve one Service port on plain TCP and reach backends over plain TCP (no mesh).
@@ -28,7 +38,7 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match ambit_mesh::runtime::build(cli.workers) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ambit-waypoint: starting the runtime: {e}");
@@ -36,9 +46,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli {
-            Cli::Run(args) => cmd::run::run(*args).await,
-            Cli::Local(args) => cmd::local::run(args).await,
+        match cli.command {
+            Command::Run(args) => cmd::run::run(*args).await,
+            Command::Local(args) => cmd::local::run(args).await,
         }
     });
     match result {

@@ -87,6 +87,9 @@ pub struct FaultAbort {
     /// Share of requests aborted, 0–100.
     pub percentage: f64,
     pub http_status: u16,
+    /// What gRPC requests get instead; unset: gRPC's mapping of `http_status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u16>,
 }
 
 impl TrafficPolicySpec {
@@ -121,6 +124,7 @@ impl TrafficPolicySpec {
                 abort: f.abort.as_ref().map(|a| FaultAbort {
                     percentage: f64::from(a.percentage),
                     http_status: a.http_status,
+                    grpc_status: a.grpc_status,
                 }),
             }),
         }

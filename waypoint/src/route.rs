@@ -6,8 +6,9 @@
 //! A gRPC client reads its outcome from `grpc-status`, not from the HTTP status, so the
 //! waypoint's own answers to gRPC requests (no route, timeouts, no endpoint) are gRPC
 //! "trailers-only" responses: HTTP 200 with `grpc-status` and `grpc-message`, the HTTP status
-//! mapped as gRPC's HTTP-to-gRPC table says (a timeout is `DEADLINE_EXCEEDED`). Metrics still
-//! count the HTTP status the waypoint meant.
+//! mapped as gRPC's HTTP-to-gRPC table says (a timeout is `DEADLINE_EXCEEDED`, an injected
+//! abort the `grpcStatus` its policy names). Metrics still count the HTTP status the waypoint
+//! meant.
 
 use std::sync::{Arc, RwLock};
 
@@ -113,15 +114,17 @@ fn error_response(error: &ProxyError, grpc: bool) -> Response<Body> {
     tracing::debug!(error = %error, "request failed in the waypoint");
     let code = error.status();
     let mut response = local_reply(code, grpc, Some(&error.to_string()));
-    if grpc
-        && matches!(
-            error,
-            ProxyError::RequestTimeout(_) | ProxyError::BackendTimeout(_)
-        )
-    {
+    let grpc_status = match error {
+        ProxyError::RequestTimeout(_) | ProxyError::BackendTimeout(_) => {
+            Some(grpc_code::DEADLINE_EXCEEDED)
+        }
+        ProxyError::FaultAbort { grpc_status, .. } => *grpc_status,
+        _ => None,
+    };
+    if let Some(status) = grpc_status.filter(|_| grpc) {
         response
             .headers_mut()
-            .insert(GRPC_STATUS, HeaderValue::from(grpc_code::DEADLINE_EXCEEDED));
+            .insert(GRPC_STATUS, HeaderValue::from(status));
     }
     response
 }
@@ -200,6 +203,8 @@ fn percent_encode(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -233,6 +238,29 @@ mod tests {
             let code = StatusCode::from_u16(http).expect("status");
             assert_eq!(grpc_code_for(code), grpc, "HTTP {http}");
         }
+    }
+
+    #[test]
+    fn injected_aborts_answer_grpc_with_the_policy_code_or_the_mapped_one() {
+        let abort = |grpc_status| ProxyError::FaultAbort {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            grpc_status,
+        };
+        let named = error_response(&abort(Some(8)), true);
+        assert_eq!(named.status(), StatusCode::OK);
+        assert_eq!(named.headers()[GRPC_STATUS], "8");
+        let mapped = error_response(&abort(None), true);
+        assert_eq!(mapped.headers()[GRPC_STATUS], "14");
+        let plain = error_response(&abort(Some(8)), false);
+        assert_eq!(plain.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(plain.headers().get(GRPC_STATUS).is_none());
+        assert_eq!(
+            named.extensions().get::<LocalReply>().map(|r| r.0),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "metrics count the HTTP status the policy names"
+        );
+        let timeout = error_response(&ProxyError::RequestTimeout(Duration::from_millis(5)), true);
+        assert_eq!(timeout.headers()[GRPC_STATUS], "4");
     }
 
     #[test]

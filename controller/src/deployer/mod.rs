@@ -7,7 +7,10 @@
 //! without holding up the others. Namespaced objects are owned by their Gateway, so deleting
 //! it lets Kubernetes collect them; the ClusterRoleBinding cannot be owned, so a sweep
 //! (every [`SWEEP_EVERY`]) deletes each binding of ours whose Gateway is gone, and sets the
-//! `ambit-waypoint` GatewayClass's status when the class is Ambit's.
+//! `ambit-waypoint` GatewayClass's status when the class is Ambit's. A Gateway that moves
+//! to another class keeps nothing of its waypoint: what the deployer applied for it is
+//! deleted (only objects it owns), and the namespace's `ambit-root-cert` goes with the last
+//! waypoint Gateway of the namespace.
 
 pub mod render;
 pub mod status;
@@ -32,7 +35,10 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use render::{Desired, RenderError, Template, FIELD_MANAGER, GATEWAY_NAMESPACE, MANAGED_BY};
+use render::{
+    Desired, RenderError, Template, FIELD_MANAGER, GATEWAY_NAMESPACE, MANAGED_BY,
+    ROOT_CERT_CONFIGMAP,
+};
 use status::{Observed, HBONE_PORT};
 
 /// How often leftover ClusterRoleBindings are looked for and the GatewayClass checked.
@@ -65,6 +71,14 @@ pub enum DeployError {
     },
     #[error("applying {kind} {object} for Gateway {gateway}")]
     Apply {
+        gateway: String,
+        kind: String,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting {kind} {object} of Gateway {gateway}, which left class {WAYPOINT_CLASS}")]
+    Retire {
         gateway: String,
         kind: String,
         object: String,
@@ -136,14 +150,15 @@ pub async fn run(client: Client, settings: Settings) {
 
 /// Applies `gateway`'s waypoint and writes its status.
 pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, DeployError> {
-    if gateway.spec.gateway_class_name != WAYPOINT_CLASS {
-        return Ok(Action::await_change());
-    }
     let key = format!(
         "{}/{}",
         gateway.namespace().unwrap_or_default(),
         gateway.name_any()
     );
+    if gateway.spec.gateway_class_name != WAYPOINT_CLASS {
+        retire(&gateway, &key, &ctx).await?;
+        return Ok(Action::await_change());
+    }
     let problem = status::listener_problem(&gateway);
     let observed = match &problem {
         Some(problem) => {
@@ -163,8 +178,11 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
             ctx.client.clone(),
             &gateway.namespace().unwrap_or_default(),
         );
-        let patch =
-            json!({"status": {"conditions": update.conditions, "addresses": update.addresses}});
+        let patch = json!({"status": {
+            "conditions": update.conditions,
+            "addresses": update.addresses,
+            "listeners": update.listeners,
+        }});
         api.patch_status(
             &gateway.name_any(),
             &PatchParams::default(),
@@ -246,6 +264,132 @@ async fn apply_waypoint(
     Ok(observed)
 }
 
+/// Deletes the waypoint the deployer made for `gateway`, which is not (or no longer) of the
+/// waypoint class. A Gateway that never was costs one GET: its would-be Deployment, absent or
+/// not owned by it, ends the search.
+async fn retire(gateway: &Gateway, key: &str, ctx: &Context) -> Result<(), DeployError> {
+    let Some(uid) = gateway.uid() else {
+        return Ok(());
+    };
+    // A Gateway the template cannot be filled in for had nothing applied under this template.
+    let Ok(mut objects) = ctx.settings.template.render(gateway, &ctx.settings.image) else {
+        return Ok(());
+    };
+    let failed = |desired: &Desired| {
+        let (kind, object) = (desired.kind().to_owned(), desired.name.clone());
+        move |source| DeployError::Retire {
+            gateway: key.to_owned(),
+            kind,
+            object,
+            source,
+        }
+    };
+    // The Deployment first: the waypoint stops before its identity and its Service go.
+    objects.sort_by_key(|d| std::cmp::Reverse(render::apply_order(d.kind())));
+    let Some(deployment) = objects.first().filter(|d| d.kind() == "Deployment") else {
+        return Ok(());
+    };
+    let live = get(&ctx.client, deployment)
+        .await
+        .map_err(failed(deployment))?;
+    if !live.is_some_and(|d| owned_by(&d, &uid)) {
+        return Ok(());
+    }
+    let namespace = gateway.namespace().unwrap_or_default();
+    for desired in &objects {
+        let Some(live) = get(&ctx.client, desired).await.map_err(failed(desired))? else {
+            continue;
+        };
+        let ours = match &desired.namespace {
+            Some(_) => owned_by(&live, &uid),
+            None => made_for(&live, &namespace, &gateway.name_any()),
+        };
+        if ours {
+            delete(&ctx.client, desired)
+                .await
+                .map_err(failed(desired))?;
+            tracing::info!(
+                gateway = key,
+                "{} {} deleted: the Gateway left class {WAYPOINT_CLASS}",
+                desired.kind(),
+                desired.name
+            );
+        }
+    }
+    // The namespace's root cert: re-applied for the waypoints left, or deleted with the last.
+    let others: Vec<Arc<Gateway>> = ctx
+        .gateways
+        .state()
+        .into_iter()
+        .filter(|g| {
+            g.spec.gateway_class_name == WAYPOINT_CLASS
+                && g.namespace().as_deref() == Some(&namespace)
+                && g.uid().as_deref() != Some(&uid)
+        })
+        .collect();
+    let owners: Vec<&Gateway> = others.iter().map(|g| &**g).collect();
+    let root =
+        render::root_cert(&namespace, &owners, &ctx.settings.root_pem).map_err(|source| {
+            DeployError::Render {
+                gateway: key.to_owned(),
+                source,
+            }
+        })?;
+    let Some(live) = get(&ctx.client, &root).await.map_err(failed(&root))? else {
+        return Ok(());
+    };
+    if !owned_by(&live, &uid) {
+        return Ok(());
+    }
+    if owners.is_empty() {
+        delete(&ctx.client, &root).await.map_err(failed(&root))?;
+        tracing::info!(
+            gateway = key,
+            "{ROOT_CERT_CONFIGMAP} deleted: no waypoint left in {namespace}"
+        );
+    } else {
+        apply(&ctx.client, &root).await.map_err(failed(&root))?;
+    }
+    Ok(())
+}
+
+/// Whether `object` is the deployer's (its `managed-by` label) and names the Gateway of `uid`
+/// among its owners. Both, because another class's controller may own objects of the same
+/// name for the same Gateway once it moved to that class.
+fn owned_by(object: &DynamicObject, uid: &str) -> bool {
+    object.labels().get(MANAGED_BY).map(String::as_str) == Some(FIELD_MANAGER)
+        && object.owner_references().iter().any(|o| o.uid == uid)
+}
+
+/// Whether a cluster-scoped `object` was applied by the deployer for Gateway `namespace/name`.
+fn made_for(object: &DynamicObject, namespace: &str, name: &str) -> bool {
+    let labels = object.labels();
+    labels.get(MANAGED_BY).map(String::as_str) == Some(FIELD_MANAGER)
+        && labels.get(GATEWAY_NAMESPACE).map(String::as_str) == Some(namespace)
+        && labels.get(GATEWAY_NAME).map(String::as_str) == Some(name)
+}
+
+fn api_for(client: &Client, desired: &Desired) -> Api<DynamicObject> {
+    match &desired.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &desired.resource),
+        None => Api::all_with(client.clone(), &desired.resource),
+    }
+}
+
+async fn get(client: &Client, desired: &Desired) -> Result<Option<DynamicObject>, kube::Error> {
+    api_for(client, desired).get_opt(&desired.name).await
+}
+
+async fn delete(client: &Client, desired: &Desired) -> Result<(), kube::Error> {
+    match api_for(client, desired)
+        .delete(&desired.name, &DeleteParams::background())
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        done => done.map(|_| ()),
+    }
+}
+
 /// Whether a Service has the HBONE port (the waypoint's, not another the template adds).
 fn serves_hbone(service: &DynamicObject) -> bool {
     let ports = service.data["spec"]["ports"].as_array();
@@ -254,10 +398,7 @@ fn serves_hbone(service: &DynamicObject) -> bool {
 
 /// One server-side apply, forcing conflicts: these objects are the deployer's.
 async fn apply(client: &Client, desired: &Desired) -> Result<DynamicObject, kube::Error> {
-    let api: Api<DynamicObject> = match &desired.namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &desired.resource),
-        None => Api::all_with(client.clone(), &desired.resource),
-    };
+    let api = api_for(client, desired);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&desired.name, &params, &Patch::Apply(&desired.object))
         .await

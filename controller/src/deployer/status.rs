@@ -5,13 +5,19 @@
 //! listener: such a Gateway is not deployed, and what an earlier version deployed stays.
 //! `Programmed` is `True` once the waypoint's Deployment has a ready pod, else `False`
 //! (`Pending`, or `Invalid` when not accepted). `addresses` is the waypoint Service's
-//! ClusterIP. Conditions carry the Gateway's generation as `observedGeneration`, and keep
+//! ClusterIP. Each listener has its own entry in `listeners`: `Accepted` (or `PortUnavailable`
+//! / `UnsupportedProtocol`), `Programmed` as the Gateway's, `ResolvedRefs` (`False` with
+//! `InvalidRouteKinds` when `allowedRoutes.kinds` names any: routes attach to Services in the
+//! mesh, never to a waypoint's listener, so `supportedKinds` is empty and `attachedRoutes` 0)
+//! and `Conflicted` `False`. Conditions carry the Gateway's generation as `observedGeneration`, and keep
 //! their `lastTransitionTime` while their status stays the same, so an unchanged status
 //! compares equal and is not written again.
 
 use ambit_mesh::config::kube::routes::CONTROLLER_NAME;
 use gateway_api::gatewayclasses::{GatewayClass, GatewayClassStatus};
-use gateway_api::gateways::{Gateway, GatewayStatus, GatewayStatusAddresses};
+use gateway_api::gateways::{
+    Gateway, GatewayListeners, GatewayStatus, GatewayStatusAddresses, GatewayStatusListeners,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The port and protocol of a waypoint's listener.
@@ -81,6 +87,20 @@ pub fn gateway_status(
         Some(problem) => condition("Accepted", false, "ListenersNotValid", problem.to_owned()),
     };
     let ready = observed.map_or(0, |o| o.ready_replicas);
+    let listeners = gateway
+        .spec
+        .listeners
+        .iter()
+        .map(|listener| GatewayStatusListeners {
+            name: listener.name.clone(),
+            attached_routes: 0,
+            supported_kinds: Some(Vec::new()),
+            conditions: listener_conditions(listener, problem.is_none().then_some(ready > 0))
+                .into_iter()
+                .map(|(type_, ok, reason, message)| condition(type_, ok, reason, message))
+                .collect(),
+        })
+        .collect();
     let programmed = match (problem, ready) {
         (Some(_), _) => condition(
             "Programmed",
@@ -113,8 +133,71 @@ pub fn gateway_status(
     GatewayStatus {
         addresses,
         conditions: Some(vec![accepted, programmed]),
+        listeners: Some(listeners),
         ..GatewayStatus::default()
     }
+}
+
+/// `(type, status, reason, message)` of one listener's conditions. `ready` is `None` when the
+/// Gateway is not deployed, else whether its waypoint has a ready pod.
+fn listener_conditions(
+    listener: &GatewayListeners,
+    ready: Option<bool>,
+) -> [(&'static str, bool, &'static str, String); 4] {
+    let accepted = if listener.port != HBONE_PORT {
+        (
+            false,
+            "PortUnavailable",
+            format!("a waypoint listens on port {HBONE_PORT} only"),
+        )
+    } else if listener.protocol != HBONE_PROTOCOL {
+        (
+            false,
+            "UnsupportedProtocol",
+            format!("a waypoint speaks {HBONE_PROTOCOL} only"),
+        )
+    } else {
+        (
+            true,
+            "Accepted",
+            format!("{HBONE_PROTOCOL} on {HBONE_PORT}"),
+        )
+    };
+    let programmed = match (accepted.0, ready) {
+        (false, _) => (false, "Invalid", "the listener is not accepted".to_owned()),
+        (true, None) => (
+            false,
+            "Invalid",
+            "not deployed: the Gateway is not accepted".to_owned(),
+        ),
+        (true, Some(false)) => (false, "Pending", "no ready waypoint pod yet".to_owned()),
+        (true, Some(true)) => (true, "Programmed", "served by the waypoint".to_owned()),
+    };
+    let kinds = listener
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.kinds.as_ref())
+        .is_some_and(|k| !k.is_empty());
+    let resolved = if kinds {
+        (
+            false,
+            "InvalidRouteKinds",
+            "a waypoint's listener takes no routes: HTTPRoutes and GRPCRoutes attach to Services (parentRefs of kind Service)".to_owned(),
+        )
+    } else {
+        (true, "ResolvedRefs", "nothing to resolve".to_owned())
+    };
+    [
+        ("Accepted", accepted.0, accepted.1, accepted.2),
+        ("Programmed", programmed.0, programmed.1, programmed.2),
+        ("ResolvedRefs", resolved.0, resolved.1, resolved.2),
+        (
+            "Conflicted",
+            false,
+            "NoConflicts",
+            "no other listener uses this port".to_owned(),
+        ),
+    ]
 }
 
 /// `conditions` with the `lastTransitionTime` of each condition whose status is the same in
@@ -141,8 +224,20 @@ pub fn gateway_status_update(
     if let Some(conditions) = desired.conditions.as_mut() {
         keep_transition_times(current_conditions, conditions);
     }
-    let unchanged = current
-        .is_some_and(|c| c.conditions == desired.conditions && c.addresses == desired.addresses);
+    for listener in desired.listeners.iter_mut().flatten() {
+        let before = current
+            .and_then(|c| c.listeners.as_deref())
+            .and_then(|l| l.iter().find(|l| l.name == listener.name));
+        keep_transition_times(
+            before.map(|l| l.conditions.as_slice()),
+            &mut listener.conditions,
+        );
+    }
+    let unchanged = current.is_some_and(|c| {
+        c.conditions == desired.conditions
+            && c.addresses == desired.addresses
+            && c.listeners == desired.listeners
+    });
     (!unchanged).then_some(desired)
 }
 

@@ -152,6 +152,11 @@ pub struct FaultAbort {
     /// The status they get, e.g. 503.
     #[schemars(range(min = 200, max = 599))]
     pub http_status: u16,
+    /// The gRPC status gRPC requests get instead, e.g. 14 (`UNAVAILABLE`), in a trailers-only
+    /// answer. Unset: gRPC's own mapping of `httpStatus` (503 becomes 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 16))]
+    pub grpc_status: Option<u16>,
 }
 
 /// What the waypoint made of the policy.

@@ -159,3 +159,37 @@ async fn backend_request_timeout_without_retry_answers_504() {
     assert!(started.elapsed() < Duration::from_millis(260));
     assert_eq!(tries.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn injected_aborts_never_reach_the_backend_and_answer_grpc_in_grpc() {
+    let tries = Arc::new(AtomicUsize::new(0));
+    let connector = InMemory {
+        delay: Duration::ZERO,
+        status: StatusCode::OK,
+        tries: tries.clone(),
+    };
+    let waypoint = Waypoint::new(Arc::new(connector), Settings::default());
+    let yaml = "services:\n\
+         - {namespace: shop, name: reviews, ports: [{port: 80, endpoints: [\"10.0.0.1:8080\"]}],\n\
+         \x20  trafficPolicy: {faultInjection: {abort: {percentage: 100, httpStatus: 503, grpcStatus: 8}}}}\n";
+    let config: Config = serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert!(waypoint.apply(&config).iter().all(|v| v.accepted));
+
+    let response = crate::stack::call(waypoint.http_service(), request())
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get("grpc-status").is_none());
+
+    let mut grpc = request();
+    grpc.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    let response = crate::stack::call(waypoint.http_service(), grpc)
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), StatusCode::OK, "trailers-only");
+    assert_eq!(response.headers()["grpc-status"], "8");
+    assert_eq!(tries.load(Ordering::SeqCst), 0, "aborted before any try");
+}

@@ -1,6 +1,7 @@
 //! The deployer against an in-process API server (a `kube::Client` over `tower::service_fn`):
 //! the requests it sends, and what it makes of the answers.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +44,8 @@ struct Cluster {
     bindings: Vec<Value>,
     /// The GatewayClass `ambit-waypoint`, if any.
     class: Option<Value>,
+    /// Objects a GET of their path returns (a DELETE removes them).
+    objects: BTreeMap<String, Value>,
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
@@ -118,10 +121,16 @@ async fn answer(
             StatusCode::OK,
             &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBindingList", "metadata": {}, "items": cluster.bindings}),
         ),
-        "DELETE" => json_response(
-            StatusCode::OK,
-            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-        ),
+        "DELETE" => {
+            cluster.objects.remove(path);
+            json_response(
+                StatusCode::OK,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            )
+        }
+        "GET" if cluster.objects.contains_key(path) => {
+            json_response(StatusCode::OK, &cluster.objects[path])
+        }
         "GET" if path == "/apis/gateway.networking.k8s.io/v1/gatewayclasses/ambit-waypoint" => {
             match &cluster.class {
                 Some(class) => json_response(StatusCode::OK, class),
@@ -331,7 +340,127 @@ async fn gateways_of_other_classes_are_left_alone() {
         reconcile(Arc::new(g), ctx).await.unwrap(),
         Action::await_change()
     );
-    assert!(seen(&cluster).is_empty());
+    let seen = seen(&cluster);
+    let asked: Vec<_> = seen
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
+    assert_eq!(
+        asked,
+        [("GET", "/apis/apps/v1/namespaces/shop/deployments/edge")],
+        "one look for a waypoint of ours, nothing written"
+    );
+}
+
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/waypoint";
+const SERVICE: &str = "/api/v1/namespaces/shop/services/waypoint";
+const ACCOUNT: &str = "/api/v1/namespaces/shop/serviceaccounts/waypoint";
+const BINDING: &str =
+    "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ambit-waypoint-shop-waypoint";
+const ROOT_CERT: &str = "/api/v1/namespaces/shop/configmaps/ambit-root-cert";
+
+/// A live object at `path`, labelled as `manager`'s, owned by the Gateways of `owner_uids`.
+fn live(path: &str, manager: &str, owner_uids: &[&str], labels: Value) -> (String, Value) {
+    let name = path.rsplit('/').next().unwrap();
+    let mut all = json!({"app.kubernetes.io/managed-by": manager});
+    for (k, v) in labels.as_object().unwrap() {
+        all[k] = v.clone();
+    }
+    let owners: Vec<Value> = owner_uids
+        .iter()
+        .map(|uid| json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "name": "waypoint", "uid": uid}))
+        .collect();
+    let object = json!({
+        "apiVersion": "v1", "kind": "Object",
+        "metadata": {"name": name, "labels": all, "ownerReferences": owners},
+    });
+    (path.to_owned(), object)
+}
+
+fn deleted(seen: &[Seen]) -> Vec<&str> {
+    seen.iter()
+        .filter(|s| s.method == "DELETE")
+        .map(|s| s.path.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_gateway_that_leaves_the_class_loses_its_waypoint_but_not_others_objects() {
+    let uid = "uid-shop-waypoint";
+    let binding_labels =
+        json!({GATEWAY_NAMESPACE: "shop", "gateway.networking.k8s.io/gateway-name": "waypoint"});
+    let cluster = Arc::new(Mutex::new(Cluster {
+        objects: BTreeMap::from([
+            live(DEPLOYMENT, "ambit-controller", &[uid], json!({})),
+            live(ACCOUNT, "ambit-controller", &[uid], json!({})),
+            // The new class's controller made a Service of the same name, for the same Gateway.
+            live(SERVICE, "istio", &[uid], json!({})),
+            live(BINDING, "ambit-controller", &[], binding_labels),
+            live(ROOT_CERT, "ambit-controller", &[uid], json!({})),
+        ]),
+        ..Cluster::default()
+    }));
+    let mut g = gateway("shop", "waypoint");
+    g.spec.gateway_class_name = "istio".into();
+    let ctx = context(&cluster, &[&g]);
+    reconcile(Arc::new(g), ctx).await.expect("retired");
+    let seen = seen(&cluster);
+    assert_eq!(
+        deleted(&seen),
+        [DEPLOYMENT, BINDING, ACCOUNT, ROOT_CERT],
+        "the Deployment first, the other class's Service kept, the root cert with the last waypoint"
+    );
+    assert!(applies(&seen).is_empty(), "{seen:#?}");
+}
+
+#[tokio::test]
+async fn the_root_cert_stays_for_the_namespaces_other_waypoints() {
+    let uid = "uid-shop-waypoint";
+    let cluster = Arc::new(Mutex::new(Cluster {
+        objects: BTreeMap::from([
+            live(DEPLOYMENT, "ambit-controller", &[uid], json!({})),
+            live(
+                ROOT_CERT,
+                "ambit-controller",
+                &[uid, "uid-shop-other"],
+                json!({}),
+            ),
+        ]),
+        ..Cluster::default()
+    }));
+    let mut g = gateway("shop", "waypoint");
+    g.spec.gateway_class_name = "istio".into();
+    let other = gateway("shop", "other");
+    let ctx = context(&cluster, &[&g, &other]);
+    reconcile(Arc::new(g), ctx).await.expect("retired");
+    let seen = seen(&cluster);
+    assert_eq!(deleted(&seen), [DEPLOYMENT]);
+    let root = seen
+        .iter()
+        .find(|s| s.method == "PATCH" && s.path == ROOT_CERT)
+        .expect("the root cert re-applied");
+    let owners: Vec<_> = root.body["metadata"]["ownerReferences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["uid-shop-other"]);
+}
+
+#[tokio::test]
+async fn a_deployment_of_the_same_name_made_by_another_controller_is_not_touched() {
+    let cluster = Arc::new(Mutex::new(Cluster {
+        objects: BTreeMap::from([live(DEPLOYMENT, "istio", &["uid-shop-waypoint"], json!({}))]),
+        ..Cluster::default()
+    }));
+    let mut g = gateway("shop", "waypoint");
+    g.spec.gateway_class_name = "istio".into();
+    let ctx = context(&cluster, &[&g]);
+    reconcile(Arc::new(g), ctx).await.expect("nothing to do");
+    let seen = seen(&cluster);
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert!(deleted(&seen).is_empty());
 }
 
 #[tokio::test]

@@ -101,6 +101,84 @@ fn a_listener_other_than_hbone_15008_is_not_accepted_and_named() {
     assert!(listener_problem(&g).unwrap().starts_with("no listener"));
 }
 
+/// `(type, status, reason)` of each condition of listener `index`.
+fn listener(status: &GatewayStatus, index: usize) -> Vec<(String, String, String)> {
+    status.listeners.as_ref().expect("listeners")[index]
+        .conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn cond(t: &str, s: &str, r: &str) -> (String, String, String) {
+    (t.into(), s.into(), r.into())
+}
+
+#[test]
+fn each_listener_reports_its_own_conditions() {
+    let mut g = gateway("shop", "waypoint");
+    let ready = Observed {
+        ready_replicas: 1,
+        cluster_ip: None,
+    };
+    let status = gateway_status(&g, None, Some(&ready), &at(1));
+    let entry = &status.listeners.as_ref().unwrap()[0];
+    assert_eq!(
+        (entry.name.as_str(), entry.attached_routes),
+        ("mesh", 0),
+        "routes attach to Services, not to the waypoint's listener"
+    );
+    assert_eq!(entry.supported_kinds, Some(vec![]));
+    assert_eq!(
+        listener(&status, 0),
+        [
+            cond("Accepted", "True", "Accepted"),
+            cond("Programmed", "True", "Programmed"),
+            cond("ResolvedRefs", "True", "ResolvedRefs"),
+            cond("Conflicted", "False", "NoConflicts"),
+        ]
+    );
+    assert!(entry
+        .conditions
+        .iter()
+        .all(|c| c.observed_generation == Some(2)));
+
+    // A second listener on another port, and route kinds on the first.
+    let mut other = g.spec.listeners[0].clone();
+    other.name = "http".into();
+    other.port = 80;
+    g.spec.listeners.push(other.clone());
+    other.name = "grpc".into();
+    other.protocol = "GRPC".into();
+    other.port = 15008;
+    g.spec.listeners.push(other);
+    g.spec.listeners[0].allowed_routes = serde_json::from_value(
+        json!({"kinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]}),
+    )
+    .unwrap();
+    let problem = listener_problem(&g).expect("not a waypoint");
+    let status = gateway_status(&g, Some(&problem), None, &at(1));
+    assert_eq!(
+        listener(&status, 0)[..3],
+        [
+            cond("Accepted", "True", "Accepted"),
+            cond("Programmed", "False", "Invalid"),
+            cond("ResolvedRefs", "False", "InvalidRouteKinds"),
+        ]
+    );
+    assert_eq!(
+        listener(&status, 1)[..2],
+        [
+            cond("Accepted", "False", "PortUnavailable"),
+            cond("Programmed", "False", "Invalid"),
+        ]
+    );
+    assert_eq!(
+        listener(&status, 2)[0],
+        cond("Accepted", "False", "UnsupportedProtocol")
+    );
+}
+
 #[test]
 fn an_unchanged_status_is_not_written_and_keeps_its_transition_times() {
     let mut g = gateway("shop", "waypoint");
@@ -130,6 +208,20 @@ fn an_unchanged_status_is_not_written_and_keeps_its_transition_times() {
     assert_eq!(
         times,
         [("Accepted".into(), at(1)), ("Programmed".into(), at(90))]
+    );
+    let listener_times: Vec<_> = update.listeners.as_ref().unwrap()[0]
+        .conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.last_transition_time.clone()))
+        .collect();
+    assert_eq!(
+        listener_times,
+        [
+            ("Accepted".into(), at(1)),
+            ("Programmed".into(), at(90)),
+            ("ResolvedRefs".into(), at(1)),
+            ("Conflicted".into(), at(1)),
+        ]
     );
 
     g.metadata.generation = Some(3);

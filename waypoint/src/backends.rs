@@ -19,6 +19,17 @@ pub struct BackendService {
 impl BackendService {
     fn new(service: Arc<crate::model::Service>) -> Self {
         let policy = &service.traffic_policy;
+        let per_connection = policy
+            .connection_pool
+            .as_ref()
+            .and_then(|p| p.max_requests_per_connection)
+            .filter(|n| *n > 0);
+        if let Some(n) = per_connection {
+            tracing::warn!(
+                service = %service.service_name(),
+                "connectionPool.maxRequestsPerConnection: {n} is not enforced yet: connections are reused without a request count"
+            );
+        }
         let limits = policy
             .connection_pool
             .as_ref()

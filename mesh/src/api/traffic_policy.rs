@@ -114,7 +114,8 @@ pub struct ConnectionPool {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_pending_requests: Option<u32>,
-    /// Requests sent on one connection before it is closed (0 or unset: no limit).
+    /// Requests sent on one connection before it is closed (0 or unset: no limit). Accepted
+    /// but not enforced yet: the waypoint logs a warning for a Service that sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<u32>,
 }

@@ -222,15 +222,8 @@ async fn apply_waypoint(
         .render(gateway, &settings.image)
         .map_err(rendered)?;
     let namespace = gateway.namespace().unwrap_or_default();
-    let neighbours = ctx.gateways.state();
-    let mut owners: Vec<&Gateway> = neighbours
-        .iter()
-        .map(|g| &**g)
-        .filter(|g| {
-            g.spec.gateway_class_name == WAYPOINT_CLASS
-                && g.namespace().as_deref() == Some(&namespace)
-        })
-        .collect();
+    let neighbours = waypoints_in(ctx, &namespace);
+    let mut owners: Vec<&Gateway> = neighbours.iter().map(|g| &**g).collect();
     if !owners.iter().any(|g| g.uid() == gateway.uid()) {
         owners.push(gateway);
     }
@@ -289,15 +282,20 @@ async fn retire(gateway: &Gateway, key: &str, ctx: &Context) -> Result<(), Deplo
     let Some(deployment) = objects.first().filter(|d| d.kind() == "Deployment") else {
         return Ok(());
     };
-    let live = get(&ctx.client, deployment)
+    let mut first = get(&ctx.client, deployment)
         .await
         .map_err(failed(deployment))?;
-    if !live.is_some_and(|d| owned_by(&d, &uid)) {
+    if !first.as_ref().is_some_and(|d| owned_by(d, &uid)) {
         return Ok(());
     }
     let namespace = gateway.namespace().unwrap_or_default();
     for desired in &objects {
-        let Some(live) = get(&ctx.client, desired).await.map_err(failed(desired))? else {
+        // The Deployment was read above; every other object is read here.
+        let live = match first.take() {
+            Some(deployment) => Some(deployment),
+            None => get(&ctx.client, desired).await.map_err(failed(desired))?,
+        };
+        let Some(live) = live else {
             continue;
         };
         let ours = match &desired.namespace {
@@ -317,17 +315,12 @@ async fn retire(gateway: &Gateway, key: &str, ctx: &Context) -> Result<(), Deplo
         }
     }
     // The namespace's root cert: re-applied for the waypoints left, or deleted with the last.
-    let others: Vec<Arc<Gateway>> = ctx
-        .gateways
-        .state()
-        .into_iter()
-        .filter(|g| {
-            g.spec.gateway_class_name == WAYPOINT_CLASS
-                && g.namespace().as_deref() == Some(&namespace)
-                && g.uid().as_deref() != Some(&uid)
-        })
+    let others = waypoints_in(ctx, &namespace);
+    let owners: Vec<&Gateway> = others
+        .iter()
+        .map(|g| &**g)
+        .filter(|g| g.uid().as_deref() != Some(&uid))
         .collect();
-    let owners: Vec<&Gateway> = others.iter().map(|g| &**g).collect();
     let root =
         render::root_cert(&namespace, &owners, &ctx.settings.root_pem).map_err(|source| {
             DeployError::Render {
@@ -351,6 +344,18 @@ async fn retire(gateway: &Gateway, key: &str, ctx: &Context) -> Result<(), Deplo
         apply(&ctx.client, &root).await.map_err(failed(&root))?;
     }
     Ok(())
+}
+
+/// The Gateways of class `ambit-waypoint` in `namespace`, from the deployer's store.
+fn waypoints_in(ctx: &Context, namespace: &str) -> Vec<Arc<Gateway>> {
+    ctx.gateways
+        .state()
+        .into_iter()
+        .filter(|g| {
+            g.spec.gateway_class_name == WAYPOINT_CLASS
+                && g.namespace().as_deref() == Some(namespace)
+        })
+        .collect()
 }
 
 /// Whether `object` is the deployer's (its `managed-by` label) and names the Gateway of `uid`

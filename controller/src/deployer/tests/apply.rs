@@ -410,6 +410,11 @@ async fn a_gateway_that_leaves_the_class_loses_its_waypoint_but_not_others_objec
         [DEPLOYMENT, BINDING, ACCOUNT, ROOT_CERT],
         "the Deployment first, the other class's Service kept, the root cert with the last waypoint"
     );
+    let reads = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.path == DEPLOYMENT)
+        .count();
+    assert_eq!(reads, 1, "the Deployment is read once");
     assert!(applies(&seen).is_empty(), "{seen:#?}");
 }
 

@@ -39,10 +39,13 @@ pub enum Counter {
     /// Skipped: a connect from the node's own network namespace (the agent's upstream
     /// connections, host-network pods), which is never enrolled.
     SkippedNodeNetns,
+    /// A pod's reply to a connection the agent opened from the caller's address was marked
+    /// for local delivery (see the agent's `--client-address`).
+    RepliesSteered,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 18;
 
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Redirected,
@@ -62,6 +65,7 @@ impl Counter {
         Counter::FastpathRedirected,
         Counter::FastpathPassed,
         Counter::SkippedNodeNetns,
+        Counter::RepliesSteered,
     ];
 
     /// Stable snake_case name, used by the inspector and as a metric label.
@@ -84,6 +88,7 @@ impl Counter {
             Counter::FastpathRedirected => "fastpath_redirected",
             Counter::FastpathPassed => "fastpath_passed",
             Counter::SkippedNodeNetns => "skipped_node_netns",
+            Counter::RepliesSteered => "replies_steered",
         }
     }
 }

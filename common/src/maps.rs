@@ -50,6 +50,9 @@ pub mod programs {
     pub const REDIRECT_CONNECT6: &str = "redirect_connect6";
     pub const RECORD_ESTABLISHED: &str = "record_established";
     pub const FORWARD_MSG: &str = "forward_msg";
+    /// tc ingress on the interfaces of enrolled pods; attached per interface by the agent,
+    /// not pinned (its marks only matter to the running agent's sockets).
+    pub const STEER_REPLIES: &str = "steer_replies";
 
     /// Programs attached to the node's cgroup through a pinned link (`links/<name>`).
     /// FORWARD_MSG is attached to the SOCK_FASTPATH map instead.

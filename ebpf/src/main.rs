@@ -8,6 +8,7 @@ mod ctx;
 mod fastpath;
 mod orig_dst;
 mod redirect;
+mod return_path;
 
 use ambit_common::{
     maps::{
@@ -17,11 +18,11 @@ use ambit_common::{
     Counter, EnrolledNetns, OrigDst, RedirectConfig, SockKey,
 };
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, sk_action::SK_PASS},
+    bindings::{BPF_F_NO_PREALLOC, TC_ACT_UNSPEC, sk_action::SK_PASS},
     btf_maps::SkStorage,
-    macros::{btf_map, cgroup_sock_addr, map, sk_msg, sock_ops},
+    macros::{btf_map, cgroup_sock_addr, classifier, map, sk_msg, sock_ops},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, SockHash},
-    programs::{SkMsgContext, SockAddrContext, SockOpsContext},
+    programs::{SkMsgContext, SockAddrContext, SockOpsContext, TcContext},
 };
 
 /// Verdicts of cgroup socket-address programs.
@@ -79,6 +80,19 @@ pub fn forward_msg(ctx: SkMsgContext) -> u32 {
     // Whatever happened, never drop the application's bytes: a failed redirect falls back to
     // the TCP stack (see fastpath.rs).
     SK_PASS
+}
+
+/// The mark of pod replies steered back to the agent (see `return_path.rs`); set by the agent
+/// at load time, 0 (the default) steers nothing.
+#[unsafe(no_mangle)]
+static REPLY_MARK: u32 = 0;
+
+#[classifier]
+pub fn steer_replies(ctx: TcContext) -> i32 {
+    // SAFETY: a read of a load-time constant; volatile so that the default is not folded in.
+    let mark = unsafe { core::ptr::read_volatile(&REPLY_MARK) };
+    return_path::steer(&ctx, mark);
+    TC_ACT_UNSPEC
 }
 
 #[cfg(not(test))]

@@ -20,6 +20,7 @@ use crate::inbound::LocalPods;
 use crate::kernel_maps::{pin_dir, KernelMaps};
 use crate::outbound::{Outbound, OutboundStats, Tunnel};
 use crate::redirect::{self, RedirectSpec};
+use crate::return_path::{ReturnPath, Routing};
 use crate::{cni, exclusions, metrics, netns, preflight, records, run_dir};
 use ambit_mesh::config::{ConfigSource, SourceKind};
 
@@ -127,6 +128,58 @@ pub struct RunArgs {
     /// The `ambit-cni` binary to install. Default: next to this binary.
     #[arg(long)]
     cni_plugin: Option<PathBuf>,
+    /// The source address pods see on connections the mesh delivers to them: `preserve`, the
+    /// caller's (from the tunnel's `forwarded` header; a tc program and a policy rule bring
+    /// the pod's replies back to the agent), or `agent`, the agent's. `--fastpath` delivers
+    /// from the agent's address.
+    #[arg(long, env = "AMBIT_CLIENT_ADDRESS", value_enum, default_value_t = ClientAddress::Preserve)]
+    client_address: ClientAddress,
+    #[command(flatten)]
+    reply_routing: ReplyRouting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAddress {
+    Preserve,
+    Agent,
+}
+
+/// The mark and route table that bring pods' replies back to the agent
+/// (`--client-address preserve`); `ambit-node unload` takes the same flags.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ReplyRouting {
+    /// The packet mark of pods' replies to the agent's transparent connections (one or more
+    /// bits no other component of the node uses).
+    #[arg(long, env = "AMBIT_REPLY_MARK", default_value = "0x1000", value_parser = parse_mark)]
+    reply_mark: u32,
+    /// The route table marked packets are looked up in; it holds one local default route.
+    #[arg(long, env = "AMBIT_REPLY_TABLE", default_value_t = 15008)]
+    reply_table: u32,
+}
+
+impl ReplyRouting {
+    pub fn routing(&self) -> Routing {
+        Routing {
+            mark: self.reply_mark,
+            table: self.reply_table,
+            priority: REPLY_RULE_PRIORITY,
+        }
+    }
+}
+
+/// Ahead of the main table (32766) and of CNIs' per-pod source rules.
+const REPLY_RULE_PRIORITY: u32 = 1000;
+
+fn parse_mark(text: &str) -> Result<u32, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    match parsed {
+        Ok(0) => Err("the mark must not be 0".into()),
+        Ok(mark) => Ok(mark),
+        Err(e) => Err(format!("{text}: {e}")),
+    }
 }
 
 impl RunArgs {
@@ -164,6 +217,11 @@ pub async fn run(spec: RunArgs) -> Result<()> {
     let mut model_rx = source.subscribe();
     let model = model_rx.borrow_and_update().clone();
     let (agent_ip4, agent_ip6) = agent_addresses(&spec, &model)?;
+    let preserve = spec.client_address == ClientAddress::Preserve && !spec.fastpath;
+    if spec.client_address == ClientAddress::Preserve && spec.fastpath {
+        tracing::info!("--fastpath: pods see the agent's address, not their callers'");
+    }
+    let routing = spec.reply_routing.routing();
 
     let redirect = redirect::load(&RedirectSpec {
         pin_dir: pin_dir(&spec.bpffs, &spec.node),
@@ -175,6 +233,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
         fastpath: spec.fastpath,
         kernel_log_level: if spec.kernel_debug_log { 4 } else { 0 },
         max_connections: spec.max_connections,
+        reply_mark: if preserve { routing.mark } else { 0 },
     })?;
     let credentials = match (&spec.identity_dir, &spec.ca_token_file, &spec.ca_root) {
         (Some(dir), None, _) => Some(CaCredentials::NodeDir(dir.clone())),
@@ -207,6 +266,13 @@ pub async fn run(spec: RunArgs) -> Result<()> {
     let redirect::Redirect { mut ebpf, maps } = redirect;
     let maps = Arc::new(maps);
     spawn_kernel_log(&mut ebpf);
+    let return_path = if preserve {
+        Some(ReturnPath::install(&mut ebpf, routing)?)
+    } else {
+        None
+    };
+    let steered = return_path.as_ref().map(ReturnPath::steered);
+    let steered_pods = steered.clone();
 
     let mut sweeper = records::Sweeper::default();
     sweeper.sweep(&maps).context("sweeping stale records")?;
@@ -223,6 +289,8 @@ pub async fn run(spec: RunArgs) -> Result<()> {
         cni: spec.cni,
         namespaces: cni::NamespacesFile::default(),
         install: cni_install(&spec)?,
+        kernel: ebpf,
+        return_path,
     };
     reconciler.apply_model(&model);
     if spec.cni {
@@ -250,6 +318,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
             node: spec.node.clone(),
             model: model_rx.clone(),
             source: source_ip,
+            transparent: steered.clone(),
         };
         let server = HboneServer::new(tls, pods, ServerSettings::default());
         hbone_server = Some(server.stats());
@@ -281,6 +350,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
         source: source_ip,
         balancer: Arc::default(),
         tunnel,
+        transparent: steered.clone(),
     });
     for listener in listeners {
         tokio::spawn(Arc::clone(&outbound).serve(listener));
@@ -292,6 +362,7 @@ pub async fn run(spec: RunArgs) -> Result<()> {
         config: Arc::clone(&source),
         hbone_server,
         hbone_pool: outbound.tunnel.as_ref().map(|t| t.pool.stats()),
+        steered: steered_pods,
     });
     if spec.metrics_port != 0 {
         let listener = metrics::bind(spec.metrics_port).await.context("metrics")?;
@@ -406,6 +477,9 @@ struct Reconciler {
     cni: bool,
     namespaces: cni::NamespacesFile,
     install: Option<cni::Install>,
+    /// The loaded kernel programs (the return path attaches one per pod interface).
+    kernel: aya::Ebpf,
+    return_path: Option<ReturnPath>,
 }
 
 impl Reconciler {
@@ -445,6 +519,15 @@ impl Reconciler {
                     "publishing the workloads view failed"
                 );
             }
+        }
+        if let Some(return_path) = &mut self.return_path {
+            let node = &self.node;
+            let pods = model
+                .workloads()
+                .iter()
+                .filter(|w| &w.node == node)
+                .flat_map(|w| w.ips.iter().copied());
+            return_path.reconcile(&mut self.kernel, pods);
         }
         if self.cni {
             self.namespaces.publish(&self.run_dir, model);

@@ -4,9 +4,10 @@
 //! mTLS, HTTP/2 and the status codes are `ambit_mesh::hbone`'s; this module decides: only
 //! workloads on this node are delivered to (400 otherwise), and a pod that refuses is a 503.
 //! The caller's identity is the one it proved with its certificate and is logged per
-//! connection.
+//! connection. Where the pod's replies are steered back (see `return_path`), the connection
+//! to the pod leaves from the caller's address, taken from `forwarded: for=`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ambit_mesh::hbone::{ConnectRequest, Inbound, Refusal, TunnelBytes};
@@ -14,11 +15,25 @@ use ambit_mesh::model::Model;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::return_path::Steered;
+
 pub struct LocalPods {
     pub node: String,
     pub model: watch::Receiver<Arc<Model>>,
-    /// Deliveries leave from the agent's address, as outbound relays do.
+    /// Deliveries leave from the agent's address, as outbound relays do…
     pub source: Option<IpAddr>,
+    /// …except to the pods listed here (`--client-address preserve`), where they leave from
+    /// the caller's.
+    pub transparent: Option<Arc<Steered>>,
+}
+
+impl LocalPods {
+    /// The address a delivery to `request.target` leaves from, when it is the caller's.
+    fn caller_address(&self, request: &ConnectRequest) -> Option<IpAddr> {
+        let caller = request.forwarded_for?.ip();
+        let steered = self.transparent.as_ref()?;
+        steered.keeps(caller, request.target.ip()).then_some(caller)
+    }
 }
 
 impl Inbound for LocalPods {
@@ -43,15 +58,18 @@ impl Inbound for LocalPods {
                 }
             }
         };
-        let stream = crate::dial::connect_from(self.source, target)
+        let caller = self.caller_address(&request);
+        let stream = crate::dial::connect(caller, self.source, target)
             .await
             .map_err(Refusal::Unreachable)?;
         let _ = stream.set_nodelay(true);
+        let from = stream.local_addr().ok().map(|a: SocketAddr| a.ip());
         tracing::info!(
             caller = %request.caller,
             %target,
             %workload,
             client = ?request.forwarded_for,
+            from = ?from,
             "inbound connection"
         );
         Ok(stream)
@@ -82,7 +100,45 @@ workloads:
             node: node.into(),
             model,
             source: None,
+            transparent: Some(Arc::new(Steered::default())),
         }
+    }
+
+    fn request_from(client: &str, target: &str) -> ConnectRequest {
+        ConnectRequest {
+            forwarded_for: Some(client.parse().unwrap()),
+            ..request(target)
+        }
+    }
+
+    #[test]
+    fn only_pods_whose_replies_are_steered_see_the_caller() {
+        let pods = pods_on("n2");
+        let steered = pods.transparent.clone().unwrap();
+        steered.replace(["10.1.2.2".parse().unwrap()].into());
+        let caller = Some("10.1.1.3".parse().unwrap());
+        assert_eq!(
+            pods.caller_address(&request_from("10.1.1.3:40000", "10.1.2.2:8080")),
+            caller
+        );
+        // Not steered, no forwarded address, another family, the pod itself.
+        for req in [
+            request_from("10.1.1.3:40000", "10.1.2.9:8080"),
+            request("10.1.2.2:8080"),
+            request_from("[fd00::3]:40000", "10.1.2.2:8080"),
+            request_from("10.1.2.2:40000", "10.1.2.2:8080"),
+            request_from("0.0.0.0:0", "10.1.2.2:8080"),
+        ] {
+            assert_eq!(pods.caller_address(&req), None, "{req:?}");
+        }
+        let agent_address = LocalPods {
+            transparent: None,
+            ..pods
+        };
+        assert_eq!(
+            agent_address.caller_address(&request_from("10.1.1.3:40000", "10.1.2.2:8080")),
+            None
+        );
     }
 
     fn request(target: &str) -> ConnectRequest {

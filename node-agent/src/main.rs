@@ -17,6 +17,7 @@ mod preflight;
 mod records;
 mod redirect;
 mod relay;
+mod return_path;
 mod run_dir;
 
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ enum Command {
         /// normally does so itself; this is for one that was killed).
         #[arg(long)]
         cni_conf_dir: Option<PathBuf>,
+        #[command(flatten)]
+        reply_routing: app::ReplyRouting,
     },
 }
 
@@ -148,6 +151,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             node,
             bpffs,
             cni_conf_dir,
+            reply_routing,
         } => {
             let dir = kernel_maps::pin_dir(&bpffs, &node);
             let removed = redirect::unload(&dir)?;
@@ -155,6 +159,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 "removed {} pins from {}; programs detached",
                 removed.len(),
                 dir.display()
+            );
+            let routing = reply_routing.routing();
+            return_path::ReturnPath::uninstall(routing)?;
+            println!(
+                "removed the reply rule (fwmark {:#x} lookup {})",
+                routing.mark, routing.table
             );
             if let Some(conf_dir) = cni_conf_dir {
                 let files = ambit_cni::chain::uninstall(&conf_dir)?;

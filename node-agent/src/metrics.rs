@@ -29,6 +29,8 @@ pub struct Observed {
     /// The tunnel's two sides, when a CA is configured.
     pub hbone_server: Option<Arc<ServerStats>>,
     pub hbone_pool: Option<Arc<PoolStats>>,
+    /// Pods delivered to from their callers' addresses (`--client-address preserve`).
+    pub steered: Option<Arc<crate::return_path::Steered>>,
 }
 
 /// The metrics in Prometheus text format (version 0.0.4).
@@ -117,6 +119,15 @@ pub fn render(o: &Observed) -> String {
     );
     let enrolled = o.enrolled.len();
     let _ = writeln!(out, "ambit_enrolled_workloads {enrolled}");
+    if let Some(steered) = &o.steered {
+        family(
+            &mut out,
+            "ambit_client_address_kept_pods",
+            "gauge",
+            "Pod addresses on this node whose replies are steered back to the agent, so that connections to them leave from the caller's address.",
+        );
+        let _ = writeln!(out, "ambit_client_address_kept_pods {}", steered.len());
+    }
     if let Some(server) = &o.hbone_server {
         server.render(&mut out);
     }

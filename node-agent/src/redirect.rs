@@ -43,6 +43,9 @@ pub struct RedirectSpec {
     /// Bound on redirected connections (live and connecting); None keeps the built-in size.
     /// Applies when the maps are created; pinned maps keep the size they were created with.
     pub max_connections: Option<u32>,
+    /// The mark `steer_replies` puts on pods' replies to transparent deliveries; 0 when the
+    /// agent delivers from its own address.
+    pub reply_mark: u32,
 }
 
 /// The loaded programs. Dropping it leaves the pinned links and maps in place.
@@ -67,6 +70,7 @@ pub fn load(spec: &RedirectSpec) -> Result<Redirect> {
     let mut ebpf = loader
         .default_map_pin_directory(&spec.pin_dir)
         .override_global("AYA_LOG_LEVEL", &spec.kernel_log_level, true)
+        .override_global("REPLY_MARK", &spec.reply_mark, true)
         .load(PROGRAMS)
         .map_err(|e| explain_load_error(e, &spec.pin_dir))?;
     let cgroup = File::open(&spec.cgroup).with_context(|| {

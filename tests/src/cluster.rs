@@ -416,6 +416,19 @@ impl MeshCluster {
         }
     }
 
+    /// `ip rule show` in node `short`'s namespace (IPv4).
+    pub fn ip_rules(&self, short: &str) -> Result<String> {
+        let node = self.node(short)?;
+        let out = Command::new("ip")
+            .args(["-n", &node.netns, "rule", "show"])
+            .output()
+            .context("running ip rule show")?;
+        if !out.status.success() {
+            bail!("ip rule show: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// A kernel counter of a node, from the inspector.
     pub fn counter(&self, short: &str, name: &str) -> Result<u64> {
         let report = self.inspect(short)?;

@@ -63,10 +63,18 @@ fn invalid_config_keeps_the_last_good_one_and_names_the_field() {
     eprintln!("the last good config stays in force: still enrolled, still redirected");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("still enrolled");
+    let streams = "ambit_hbone_inbound_streams_total{status=\"200\"}";
+    let (redirected, delivered) = (
+        mesh.counter("node1", "redirected").unwrap(),
+        mesh.metric("node2", streams).unwrap_or(0),
+    );
     let seen = mesh
         .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
         .expect("whoami");
-    assert_eq!(seen.peer.ip(), IpAddr::V4(node2.address), "{seen:?}");
+    // node2's agent delivers from the client's address: the counters show the route.
+    assert_eq!(seen.peer.ip(), IpAddr::V4(client.ip), "{seen:?}");
+    assert!(mesh.counter("node1", "redirected").unwrap() > redirected);
+    assert!(mesh.metric("node2", streams).unwrap() > delivered);
 
     eprintln!("a fixed config (shop un-enrolled) is picked up");
     mesh.unenroll_namespace("shop");

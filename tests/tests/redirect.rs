@@ -23,16 +23,35 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
         ..
     } = running_shop("cross-node", &[], "echo-2");
 
-    eprintln!(
-        "whoami: the server sees node2's agent (the far end of the tunnel), not the client pod"
-    );
+    eprintln!("whoami: through the tunnel, the server sees the client pod's own address");
+    let steered = mesh.counter("node2", "replies_steered").unwrap();
     let seen = mesh
         .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
         .expect("whoami");
     assert_eq!(
         seen.peer.ip(),
-        std::net::IpAddr::V4(node2.address),
+        std::net::IpAddr::V4(client.ip),
         "server saw {seen:?}"
+    );
+    assert!(
+        mesh.counter("node2", "replies_steered").unwrap() > steered,
+        "node2's kernel steered none of the server's replies back to its agent"
+    );
+    let kept = mesh
+        .metric("node2", "ambit_client_address_kept_pods")
+        .unwrap();
+    assert!(kept >= 1, "node2 keeps the client address for {kept} pods");
+    let log = mesh.agent_log("node2");
+    assert!(
+        log.lines().any(|l| l.contains("inbound connection")
+            && l.contains(&format!("from=Some({})", client.ip))),
+        "node2's agent did not log a delivery from the client's address:\n{log}"
+    );
+    assert!(
+        mesh.ip_rules(&node2.short_name)
+            .unwrap()
+            .contains("lookup 15008"),
+        "node2 has no reply rule"
     );
 
     eprintln!("1 MiB echoed back byte-exact through the agent");

@@ -51,10 +51,18 @@ fn agent_restart_keeps_redirecting_without_stale_records() {
 
     eprintln!("start it again: new connections are redirected");
     mesh.start_agent("node1").expect("restart");
+    let streams = "ambit_hbone_inbound_streams_total{status=\"200\"}";
+    let (redirected, delivered) = (
+        mesh.counter("node1", "redirected").unwrap(),
+        mesh.metric("node2", streams).unwrap_or(0),
+    );
     let seen = mesh
         .whoami(&client, SocketAddrV4::new(server.ip, WHOAMI_PORT))
         .expect("whoami");
-    assert_eq!(seen.peer.ip(), IpAddr::V4(node2.address), "{seen:?}");
+    // node2's agent delivers from the client's address: the counters show the route.
+    assert_eq!(seen.peer.ip(), IpAddr::V4(client.ip), "{seen:?}");
+    assert!(mesh.counter("node1", "redirected").unwrap() > redirected);
+    assert!(mesh.metric("node2", streams).unwrap() > delivered);
     mesh.wait_records("node1", 0)
         .expect("no stale records after restart");
     let log = mesh.agent_log("node1");

@@ -1,7 +1,7 @@
 //! Relaying a connection straight to its destination: passthrough to addresses outside the
 //! mesh (plaintext, as Istio ambient does), and mesh hops when no CA is configured.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -15,13 +15,16 @@ use crate::relay;
 const RELAY_BUFFER: usize = 32 * 1024;
 
 impl Outbound {
+    /// `caller`: the client's address, to connect from (a same-node pod whose replies are
+    /// steered back; see `return_path`).
     pub(super) async fn relay_direct(
         &self,
         client: TcpStream,
         dst: SocketAddr,
         origin: String,
+        caller: Option<IpAddr>,
     ) -> Result<(), OutboundError> {
-        let connecting = crate::dial::connect_from(self.source, dst);
+        let connecting = crate::dial::connect(caller, self.source, dst);
         let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(source)) => {

@@ -61,6 +61,9 @@ pub struct Outbound {
     pub balancer: Arc<OpenConnections>,
     /// The mTLS tunnel; without a CA configured, mesh hops are relayed in plaintext.
     pub tunnel: Option<Tunnel>,
+    /// Pods of this node that a same-node mesh hop reaches from the client's own address
+    /// (`--client-address preserve`).
+    pub transparent: Option<Arc<crate::return_path::Steered>>,
 }
 
 /// Where one connection goes.
@@ -184,6 +187,16 @@ impl Outbound {
             Hop::Tunnel(hop) => (hop.actual_destination, hop.actual_destination),
         };
         let _open = self.balancer.opened(balanced);
+        // A mesh hop to a pod of this node keeps the client's address where it can; a
+        // passthrough never does (its replies do not come back through this node).
+        let caller = match &hop {
+            Hop::Tunnel(h) if h.waypoint.is_none() && h.destination_node == self.node => self
+                .transparent
+                .as_ref()
+                .filter(|s| s.keeps(peer.ip(), endpoint.ip()))
+                .map(|_| peer.ip()),
+            _ => None,
+        };
         match (hop, &self.tunnel) {
             // A waypoint is a proxy of its own that speaks only HBONE, wherever it runs.
             (Hop::Tunnel(hop), Some(tunnel)) if hop.waypoint.is_some() => {
@@ -204,7 +217,7 @@ impl Outbound {
             (Hop::Tunnel(hop), Some(tunnel)) if hop.destination_node != self.node => {
                 self.relay_tunnel(tunnel, client, peer, *hop, origin).await
             }
-            (_, _) => self.relay_direct(client, endpoint, origin).await,
+            (_, _) => self.relay_direct(client, endpoint, origin, caller).await,
         }
     }
 

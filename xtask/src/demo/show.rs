@@ -97,10 +97,18 @@ pub fn probe(mesh: &MeshCluster, p: &Probe) -> Result<()> {
     match p.route {
         Route::Mesh => {
             let delivering = mesh.node(&p.to.node)?;
-            println!(
-                "   {} saw the call come from {}, {}'s agent, not from the pod ({}).",
-                p.to.name, p.peer, delivering.short_name, p.from.ip
-            );
+            if p.address_kept {
+                println!(
+                    "   {} saw the call come from {}, the pod's own address: {}'s agent delivered it\n   \
+                     from the caller's address (--client-address preserve).",
+                    p.to.name, p.peer, delivering.short_name
+                );
+            } else {
+                println!(
+                    "   {} saw the call come from {}, {}'s agent, not from the pod ({}).",
+                    p.to.name, p.peer, delivering.short_name, p.from.ip
+                );
+            }
             match &p.caller_identity {
                 Some(id) => {
                     println!(

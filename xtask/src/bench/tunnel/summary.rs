@@ -369,12 +369,22 @@ fn check_route(path: CrossPath, r: &RouteEvidence) -> (Vec<String>, Vec<String>)
                 ),
                 format!("{tag} did not use the tunnel: node2's agent accepted no HBONE stream"),
             );
+            // node2's agent delivers from the client's address (`--client-address preserve`,
+            // the default) or from its own.
+            let kept = r.server_saw == r.client_ip;
             expect(
-                r.server_node_ips.contains(&r.server_saw),
-                format!("the server saw node2's agent ({})", r.server_saw),
+                kept || r.server_node_ips.contains(&r.server_saw),
+                if kept {
+                    format!(
+                        "the server saw the client's address ({}), kept by node2's agent",
+                        r.server_saw
+                    )
+                } else {
+                    format!("the server saw node2's agent ({})", r.server_saw)
+                },
                 format!(
-                    "{tag}: the server saw {}, not node2's agent (one of {:?})",
-                    r.server_saw, r.server_node_ips
+                    "{tag}: the server saw {}, neither the client {} nor node2's agent (one of {:?})",
+                    r.server_saw, r.client_ip, r.server_node_ips
                 ),
             );
             match r.node1_tunnelled {

@@ -51,14 +51,28 @@ fn method() -> Method {
 fn each_path_on_its_route_passes_the_check() {
     let (_, direct) = check_route(CrossPath::Direct, &evidence("10.1.1.2", None, 0));
     let (_, tunnel) = check_route(CrossPath::Tunnel, &evidence("10.0.0.2", Some(3), 3));
+    let (notes, kept) = check_route(CrossPath::Tunnel, &evidence("10.1.1.2", Some(3), 3));
     assert!(direct.is_empty(), "{direct:?}");
     assert!(tunnel.is_empty(), "{tunnel:?}");
+    assert!(kept.is_empty(), "{kept:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("kept by node2's agent")),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn a_server_that_saw_neither_the_client_nor_the_agent_is_flagged() {
+    let (_, warnings) = check_route(CrossPath::Tunnel, &evidence("10.9.9.9", Some(3), 3));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("neither the client"), "{warnings:?}");
 }
 
 #[test]
 fn tunnel_path_that_bypassed_the_agents_is_flagged() {
+    // The server seeing the client is no evidence either way: the agents' counters are.
     let (_, warnings) = check_route(CrossPath::Tunnel, &evidence("10.1.1.2", Some(0), 0));
-    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
 }
 
 #[test]

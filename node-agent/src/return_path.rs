@@ -14,6 +14,7 @@
 
 mod netlink;
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::CStr;
 use std::io;
@@ -139,10 +140,10 @@ impl ReturnPath {
                 }
             };
             wanted.insert(oif);
-            if !self.attached.contains_key(&oif) {
+            if let Entry::Vacant(slot) = self.attached.entry(oif) {
                 match attach(prog, oif) {
                     Ok(link) => {
-                        self.attached.insert(oif, link);
+                        slot.insert(link);
                         self.refused.remove(&oif);
                     }
                     Err(e) => {

@@ -37,7 +37,6 @@ fn invalid_config_keeps_the_last_good_one_and_names_the_field() {
         mut mesh,
         client,
         server,
-        node2,
         ..
     } = running_shop("bad-config", &[], "echo-2");
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ambit_e2e::cluster::MeshCluster;
 use ambit_e2e::require_privileged;
 use ambit_mesh::model::Workload;
-use common::{assert_server_saw, pod, two_node_shop, NODE1_ENROLLED};
+use common::{assert_route, pod, two_node_shop, Route, NODE1_ENROLLED};
 use serde_json::{json, Value};
 
 const LATE_UID: &str = "5e1d2c3b-4a59-4867-8f9e-0a1b2c3d4e5f";
@@ -115,7 +115,6 @@ fn the_cni_plugin_enrolls_a_sandbox_before_its_pod_has_a_process() {
     let mut mesh = two_node_shop("cni");
     let late = mesh.add_pod("node1", "shop", "late").expect("pod");
     let node1 = mesh.node("node1").expect("node1");
-    let node2 = mesh.node("node2").expect("node2");
     {
         let state = mesh.state_mut();
         // As on a cluster: the agent knows shop/late by UID only, and its cgroup has no
@@ -226,11 +225,11 @@ fn the_cni_plugin_enrolls_a_sandbox_before_its_pod_has_a_process() {
         enrolled.contains(&"shop/late".to_string()),
         "enrolled as soon as ADD returned: {enrolled:?}"
     );
-    assert_server_saw(
+    assert_route(
         &mesh,
         &late,
         &server,
-        node2.address,
+        Route::Mesh,
         "first connect after ADD",
     );
 
@@ -239,7 +238,7 @@ fn the_cni_plugin_enrolls_a_sandbox_before_its_pod_has_a_process() {
     let view = workloads(&mesh);
     assert_eq!(view["shop/late"].0, "enrolled", "{view:?}");
     assert!(view["shop/late"].1.contains("CNI"), "{view:?}");
-    assert_server_saw(&mesh, &late, &server, node2.address, "after reconciles");
+    assert_route(&mesh, &late, &server, Route::Mesh, "after reconciles");
 
     eprintln!("DEL: the sandbox is forgotten");
     let (ok, _) = run_plugin(&bin_dir, &list, "DEL", late_pod, &late.netns_path);

@@ -6,7 +6,7 @@ use std::net::SocketAddrV4;
 
 use ambit_e2e::require_privileged;
 use ambit_e2e::testapp::ECHO_PORT;
-use common::{assert_server_saw, running_shop, RunningShop, NODE1_ENROLLED};
+use common::{assert_route, running_shop, Route, RunningShop, NODE1_ENROLLED};
 
 #[test]
 fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
@@ -17,7 +17,6 @@ fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
         mut mesh,
         client,
         server,
-        node2,
         ..
     } = running_shop("unenroll", &[], "echo-2");
 
@@ -33,7 +32,7 @@ fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
     mesh.wait_enrolled("node1", &[]).expect("nothing enrolled");
 
     eprintln!("new connections go direct; the open one still works");
-    assert_server_saw(&mesh, &client, &server, client.ip, "after un-enrolling");
+    assert_route(&mesh, &client, &server, Route::Direct, "after un-enrolling");
     for _ in 0..3 {
         held.ping()
             .expect("the open connection survives un-enrolling");
@@ -44,7 +43,7 @@ fn unenrolling_stops_new_redirects_and_keeps_open_connections() {
     mesh.write_config().expect("config");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("enrolled again");
-    assert_server_saw(&mesh, &client, &server, node2.address, "after re-enrolling");
+    assert_route(&mesh, &client, &server, Route::Mesh, "after re-enrolling");
     held.ping().expect("still open");
 }
 
@@ -61,7 +60,6 @@ fn a_pod_known_by_uid_is_found_through_its_kubelet_cgroup() {
         mut mesh,
         client,
         server,
-        node2,
         ..
     } = running_shop("poduid", &[], "echo-2");
 
@@ -79,7 +77,7 @@ fn a_pod_known_by_uid_is_found_through_its_kubelet_cgroup() {
     eprintln!("no cgroup for that UID yet: shop/client is not enrolled, and says why");
     mesh.wait_enrolled("node1", &["shop/echo-1"])
         .expect("only echo-1 enrolled");
-    assert_server_saw(&mesh, &client, &server, client.ip, "not redirected");
+    assert_route(&mesh, &client, &server, Route::Direct, "not redirected");
 
     eprintln!("a process of the pod appears in the kubelet's cgroup for the UID");
     // The agent's `--cgroup` in the sandbox is the node's cgroup (`<node>/pods/<pod>` are
@@ -109,11 +107,11 @@ fn a_pod_known_by_uid_is_found_through_its_kubelet_cgroup() {
     eprintln!("the agent finds the netns from the UID and enrolls shop/client");
     mesh.wait_enrolled("node1", &NODE1_ENROLLED)
         .expect("shop/client enrolled by UID");
-    assert_server_saw(
+    assert_route(
         &mesh,
         &client,
         &server,
-        node2.address,
+        Route::Mesh,
         "redirected through the agents",
     );
 }

@@ -18,7 +18,6 @@ fn agent_restart_keeps_redirecting_without_stale_records() {
         mut mesh,
         client,
         server,
-        node2,
         ..
     } = running_shop("restart", &[], "echo-2");
     let held = mesh

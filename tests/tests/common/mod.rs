@@ -72,22 +72,30 @@ pub fn running_shop(label: &str, agent_args: &[&str], server: &str) -> RunningSh
     }
 }
 
-/// Runs a whoami from `client` to `server` and checks the address the server saw: the
-/// client's own for a direct connection, the server node's for one the agents relayed.
-pub fn assert_server_saw(
-    mesh: &MeshCluster,
-    client: &Pod,
-    server: &Pod,
-    expected: std::net::Ipv4Addr,
-    when: &str,
-) {
+/// How a connection went: captured by the client node's agent, or straight to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Mesh,
+    Direct,
+}
+
+/// Runs a whoami from `client` to `server` and checks how it went: the client node's kernel
+/// redirected it (or not). Either way the server saw the client's own address: the
+/// delivering agent keeps it (`--client-address preserve`).
+pub fn assert_route(mesh: &MeshCluster, client: &Pod, server: &Pod, route: Route, when: &str) {
     use ambit_e2e::testapp::WHOAMI_PORT;
+    let before = mesh.counter(&client.node, "redirected").expect("counters");
     let seen = mesh
         .whoami(client, std::net::SocketAddrV4::new(server.ip, WHOAMI_PORT))
         .expect("whoami");
+    let redirected = mesh.counter(&client.node, "redirected").expect("counters") - before;
     assert_eq!(
         seen.peer.ip(),
-        std::net::IpAddr::V4(expected),
+        std::net::IpAddr::V4(client.ip),
         "{when}: {seen:?}"
     );
+    match route {
+        Route::Mesh => assert!(redirected > 0, "{when}: not redirected"),
+        Route::Direct => assert_eq!(redirected, 0, "{when}: redirected"),
+    }
 }

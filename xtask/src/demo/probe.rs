@@ -95,7 +95,8 @@ pub fn whoami(mesh: &MeshCluster, from: &Pod, to: &Pod, want: Route) -> Result<P
         Route::Direct
     };
     let own_address = seen.peer.ip() == IpAddr::V4(from.ip);
-    if !own_address && !(route == Route::Mesh && is_agent_address(&delivering, seen.peer.ip())) {
+    let agents_address = route == Route::Mesh && is_agent_address(&delivering, seen.peer.ip());
+    if !own_address && !agents_address {
         bail!(
             "{} saw the connection from {} coming from {}, which is neither the pod ({}) nor \
              {}'s agent ({})",

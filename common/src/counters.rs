@@ -42,10 +42,13 @@ pub enum Counter {
     /// A pod's reply to a connection the agent opened from the caller's address was marked
     /// for local delivery (see the agent's `--client-address`).
     RepliesSteered,
+    /// A packet to a local pod's HBONE port (from another node) was marked for the agent's
+    /// transparent listener.
+    HboneCaptured,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 19;
 
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Redirected,
@@ -66,6 +69,7 @@ impl Counter {
         Counter::FastpathPassed,
         Counter::SkippedNodeNetns,
         Counter::RepliesSteered,
+        Counter::HboneCaptured,
     ];
 
     /// Stable snake_case name, used by the inspector and as a metric label.
@@ -89,6 +93,7 @@ impl Counter {
             Counter::FastpathPassed => "fastpath_passed",
             Counter::SkippedNodeNetns => "skipped_node_netns",
             Counter::RepliesSteered => "replies_steered",
+            Counter::HboneCaptured => "hbone_captured",
         }
     }
 }

@@ -43,6 +43,13 @@ pub const ORIG_DST_MAX: u32 = 65_536;
 pub const SOCK_FASTPATH_MAX: u32 = 131_072;
 pub const EXCLUDED_PORTS_MAX: u32 = 256;
 pub const EXCLUDED_CIDRS_MAX: u32 = 256;
+/// Pods of one node whose HBONE port the agent serves; past it, a pod's address is left out
+/// (the agent logs which).
+pub const LOCAL_PODS_MAX: u32 = 4_096;
+
+/// Not pinned: [`crate::IpWords`] -> 1, this node's pods whose HBONE port the running agent
+/// serves (Istio's ztunnel dials a pod's own address).
+pub const LOCAL_PODS: &str = "LOCAL_PODS";
 
 /// Program names (the Rust function names in `ebpf/src/main.rs`).
 pub mod programs {
@@ -53,6 +60,8 @@ pub mod programs {
     /// tc ingress on the interfaces of enrolled pods; attached per interface by the agent,
     /// not pinned (its marks only matter to the running agent's sockets).
     pub const STEER_REPLIES: &str = "steer_replies";
+    /// tc ingress on the interfaces towards other nodes; attached like STEER_REPLIES.
+    pub const CAPTURE_HBONE: &str = "capture_hbone";
 
     /// Programs attached to the node's cgroup through a pinned link (`links/<name>`).
     /// FORWARD_MSG is attached to the SOCK_FASTPATH map instead.

@@ -12,10 +12,10 @@ mod return_path;
 
 use ambit_common::{
     maps::{
-        ENROLLED_NETNS_MAX, EXCLUDED_CIDRS_MAX, EXCLUDED_PORTS_MAX, ORIG_DST_MAX,
+        ENROLLED_NETNS_MAX, EXCLUDED_CIDRS_MAX, EXCLUDED_PORTS_MAX, LOCAL_PODS_MAX, ORIG_DST_MAX,
         PENDING_ORIG_DST_MAX, SOCK_FASTPATH_MAX,
     },
-    Counter, EnrolledNetns, OrigDst, RedirectConfig, SockKey,
+    Counter, EnrolledNetns, IpWords, OrigDst, RedirectConfig, SockKey,
 };
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, TC_ACT_UNSPEC, sk_action::SK_PASS},
@@ -86,12 +86,32 @@ pub fn forward_msg(ctx: SkMsgContext) -> u32 {
 /// at load time, 0 (the default) steers nothing.
 #[unsafe(no_mangle)]
 static REPLY_MARK: u32 = 0;
+/// The agent's HBONE port, for `capture_hbone`; set at load time, 0 captures nothing.
+#[unsafe(no_mangle)]
+static HBONE_PORT: u16 = 0;
+/// Addresses of this node's pods (IPv4-mapped for IPv4) whose HBONE port the agent serves.
+/// Not pinned: it belongs to the running agent, whose listener takes what it steers.
+#[map]
+static LOCAL_PODS: HashMap<IpWords, u8> = HashMap::with_max_entries(LOCAL_PODS_MAX, 0);
 
 #[classifier]
 pub fn steer_replies(ctx: TcContext) -> i32 {
     // SAFETY: a read of a load-time constant; volatile so that the default is not folded in.
     let mark = unsafe { core::ptr::read_volatile(&REPLY_MARK) };
     return_path::steer(&ctx, mark);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn capture_hbone(ctx: TcContext) -> i32 {
+    // SAFETY: reads of load-time constants; volatile so that the defaults are not folded in.
+    let (mark, port) = unsafe {
+        (
+            core::ptr::read_volatile(&REPLY_MARK),
+            core::ptr::read_volatile(&HBONE_PORT),
+        )
+    };
+    return_path::capture(&ctx, mark, port);
     TC_ACT_UNSPEC
 }
 

@@ -7,6 +7,10 @@
 //! When a packet from a pod belongs to a TCP socket of this namespace, it is marked, and the
 //! agent's policy rule sends marked packets to the local stack, where that socket takes it.
 //!
+//! The same mark serves `capture`, on the interfaces towards other nodes: HBONE connections
+//! addressed to a pod of this node (as Istio's ztunnel makes them) are routed to the agent's
+//! transparent listener instead of into the pod.
+//!
 //! # Invariants
 //! - Only packets of an existing, non-listening TCP socket of this namespace are marked: a
 //!   pod's reply to anything else (a client that reached it without the agent) is routed as
@@ -23,7 +27,7 @@ use aya_ebpf::{
 };
 
 use crate::counters::count;
-use crate::REDIRECT_CONFIG;
+use crate::{LOCAL_PODS, REDIRECT_CONFIG};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -35,15 +39,54 @@ const TCP_LISTEN: u32 = 10;
 const TUPLE4: u32 = 12;
 const TUPLE6: u32 = 36;
 
+/// The addresses and ports of a TCP packet, as on the wire (network order).
+struct Packet {
+    src: IpWords,
+    dst: IpWords,
+    sport: u16,
+    dport: u16,
+}
+
 /// Marks `ctx` with `mark` when it belongs to a connected TCP socket of this namespace.
 pub fn steer(ctx: &TcContext, mark: u32) {
     if mark == 0 {
         return;
     }
+    let Some(packet) = parse(ctx) else {
+        return;
+    };
+    let Some(cfg) = REDIRECT_CONFIG.get(0) else {
+        return;
+    };
+    // Redirected connections: addressed to the agent, local anyway.
+    let to_agent = match packet.dst.v4_raw() {
+        Some(raw) => raw == cfg.agent_ip4,
+        None => packet.dst == cfg.agent_ip6,
+    };
+    if to_agent {
+        return;
+    }
     // SAFETY: an all-zero tuple is a valid value of this plain C union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    let Some(size) = read_tuple(ctx, &mut tuple) else {
-        return;
+    let size = match (packet.src.v4_raw(), packet.dst.v4_raw()) {
+        (Some(saddr), Some(daddr)) => {
+            // SAFETY: writing the IPv4 member of the union.
+            let v4 = unsafe { &mut tuple.__bindgen_anon_1.ipv4 };
+            v4.saddr = saddr;
+            v4.daddr = daddr;
+            v4.sport = packet.sport;
+            v4.dport = packet.dport;
+            TUPLE4
+        }
+        _ => {
+            // SAFETY: writing the IPv6 member of the union.
+            let v6 = unsafe { &mut tuple.__bindgen_anon_1.ipv6 };
+            v6.saddr = packet.src.0;
+            v6.daddr = packet.dst.0;
+            v6.sport = packet.sport;
+            v6.dport = packet.dport;
+            TUPLE6
+        }
     };
     // SAFETY: the context's skb pointer and a tuple of the size given; the returned socket is
     // released below on every path.
@@ -69,9 +112,28 @@ pub fn steer(ctx: &TcContext, mark: u32) {
     }
 }
 
-/// Fills `tuple` from a TCP packet's addresses and ports, as they are on the wire (the
-/// lookup takes them in network order, source first). Returns the tuple's size.
-fn read_tuple(ctx: &TcContext, tuple: &mut bpf_sock_tuple) -> Option<u32> {
+/// On the interfaces that lead to other nodes: marks TCP to `port` (HBONE, 15008) of a pod
+/// of this node in LOCAL_PODS, so that the agent's transparent listener takes it. Istio's
+/// ztunnel dials the destination pod's own address there.
+pub fn capture(ctx: &TcContext, mark: u32, port: u16) {
+    if mark == 0 || port == 0 {
+        return;
+    }
+    let Some(packet) = parse(ctx) else {
+        return;
+    };
+    if u16::from_be(packet.dport) != port {
+        return;
+    }
+    // SAFETY: only tested for presence.
+    if unsafe { LOCAL_PODS.get(&packet.dst) }.is_some() {
+        ctx.set_mark(mark);
+        count(Counter::HboneCaptured);
+    }
+}
+
+/// Reads a TCP packet's addresses (IPv4 as IPv4-mapped) and ports.
+fn parse(ctx: &TcContext) -> Option<Packet> {
     let proto = u16::from_be(ctx.load::<u16>(12).ok()?);
     match proto {
         ETH_P_IP => {
@@ -82,35 +144,25 @@ fn read_tuple(ctx: &TcContext, tuple: &mut bpf_sock_tuple) -> Option<u32> {
                 return None;
             }
             let tcp = ETH_HLEN + usize::from(version_ihl & 0x0f) * 4;
-            // SAFETY: writing the IPv4 member of the union.
-            let v4 = unsafe { &mut tuple.__bindgen_anon_1.ipv4 };
-            v4.saddr = ctx.load(ETH_HLEN + 12).ok()?;
-            v4.daddr = ctx.load(ETH_HLEN + 16).ok()?;
-            v4.sport = ctx.load(tcp).ok()?;
-            v4.dport = ctx.load(tcp + 2).ok()?;
-            let cfg = REDIRECT_CONFIG.get(0)?;
-            if v4.daddr == cfg.agent_ip4 {
-                return None;
-            }
-            Some(TUPLE4)
+            Some(Packet {
+                src: IpWords::from_v4_raw(ctx.load(ETH_HLEN + 12).ok()?),
+                dst: IpWords::from_v4_raw(ctx.load(ETH_HLEN + 16).ok()?),
+                sport: ctx.load(tcp).ok()?,
+                dport: ctx.load(tcp + 2).ok()?,
+            })
         }
         ETH_P_IPV6 => {
-            // Extension headers are not walked: TCP replies of the mesh carry none.
+            // Extension headers are not walked: TCP of the mesh carries none.
             if ctx.load::<u8>(ETH_HLEN + 6).ok()? != IPPROTO_TCP {
                 return None;
             }
             let tcp = ETH_HLEN + 40;
-            // SAFETY: writing the IPv6 member of the union.
-            let v6 = unsafe { &mut tuple.__bindgen_anon_1.ipv6 };
-            v6.saddr = ctx.load(ETH_HLEN + 8).ok()?;
-            v6.daddr = ctx.load(ETH_HLEN + 24).ok()?;
-            v6.sport = ctx.load(tcp).ok()?;
-            v6.dport = ctx.load(tcp + 2).ok()?;
-            let cfg = REDIRECT_CONFIG.get(0)?;
-            if IpWords(v6.daddr) == cfg.agent_ip6 {
-                return None;
-            }
-            Some(TUPLE6)
+            Some(Packet {
+                src: IpWords(ctx.load(ETH_HLEN + 8).ok()?),
+                dst: IpWords(ctx.load(ETH_HLEN + 24).ok()?),
+                sport: ctx.load(tcp).ok()?,
+                dport: ctx.load(tcp + 2).ok()?,
+            })
         }
         _ => None,
     }

@@ -234,6 +234,12 @@ pub async fn run(spec: RunArgs) -> Result<()> {
         kernel_log_level: if spec.kernel_debug_log { 4 } else { 0 },
         max_connections: spec.max_connections,
         reply_mark: if preserve { routing.mark } else { 0 },
+        // Only an mTLS agent serves HBONE.
+        hbone_port: if preserve && spec.ca_addr.is_some() {
+            spec.hbone_port
+        } else {
+            0
+        },
     })?;
     let credentials = match (&spec.identity_dir, &spec.ca_token_file, &spec.ca_root) {
         (Some(dir), None, _) => Some(CaCredentials::NodeDir(dir.clone())),
@@ -319,15 +325,20 @@ pub async fn run(spec: RunArgs) -> Result<()> {
             model: model_rx.clone(),
             source: source_ip,
             transparent: steered.clone(),
+            certificates: Some({
+                let store = Arc::clone(&ids.store);
+                Arc::new(move |id: &ambit_mesh::identity::SpiffeId| store.certified_key(id))
+            }),
         };
         let server = HboneServer::new(tls, pods, ServerSettings::default());
         hbone_server = Some(server.stats());
-        let listener =
-            TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, spec.hbone_port)))
-                .await
-                .with_context(|| {
-                    format!("binding the HBONE listener on port {}", spec.hbone_port)
-                })?;
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, spec.hbone_port));
+        let listener = if preserve {
+            crate::dial::transparent_listener(addr)
+        } else {
+            TcpListener::bind(addr).await
+        }
+        .with_context(|| format!("binding the HBONE listener on port {}", spec.hbone_port))?;
         tokio::spawn(server.run(listener));
     }
     let tunnel = identities.as_ref().map(|ids| {
@@ -523,11 +534,32 @@ impl Reconciler {
         if let Some(return_path) = &mut self.return_path {
             let node = &self.node;
             let pods = model
-                .workloads()
-                .iter()
-                .filter(|w| &w.node == node)
+                .enrolled_on_node(node)
                 .flat_map(|w| w.ips.iter().copied());
-            return_path.reconcile(&mut self.kernel, pods);
+            // Waypoints serve HBONE on their own addresses: never capture it.
+            let own_hbone = model
+                .enrolled_on_node(node)
+                .filter(|w| {
+                    w.labels
+                        .contains_key(ambit_mesh::model::labels::GATEWAY_NAME)
+                })
+                .flat_map(|w| w.ips.iter().copied())
+                .collect();
+            // Where other nodes' traffic comes from: their addresses, and one pod address
+            // each (overlays route pods through their own devices).
+            let remote = model
+                .nodes()
+                .iter()
+                .filter(|n| &n.name != node)
+                .flat_map(|n| {
+                    let pod = model
+                        .workloads()
+                        .iter()
+                        .find(|w| w.node == n.name)
+                        .and_then(|w| w.ips.first().copied());
+                    std::iter::once(n.address).chain(pod)
+                });
+            return_path.reconcile(&mut self.kernel, pods, &own_hbone, remote);
         }
         if self.cni {
             self.namespaces.publish(&self.run_dir, model);

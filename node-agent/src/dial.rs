@@ -53,7 +53,23 @@ pub async fn connect_from(source: Option<IpAddr>, dst: SocketAddr) -> io::Result
 /// `IP_TRANSPARENT`, which needs CAP_NET_ADMIN.
 pub fn socket_as(caller: IpAddr) -> io::Result<TcpSocket> {
     let socket = socket_for(caller)?;
-    let (level, option) = if caller.is_ipv4() {
+    set_transparent(&socket, caller.is_ipv4())?;
+    socket.bind(SocketAddr::new(caller, 0))?;
+    Ok(socket)
+}
+
+/// The HBONE listener, transparent: it also accepts connections addressed to this node's
+/// pods, which `capture_hbone` routes to it (see `return_path`).
+pub fn transparent_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = socket_for(addr.ip())?;
+    socket.set_reuseaddr(true)?;
+    set_transparent(&socket, addr.is_ipv4())?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+fn set_transparent(socket: &TcpSocket, ipv4: bool) -> io::Result<()> {
+    let (level, option) = if ipv4 {
         (libc::SOL_IP, libc::IP_TRANSPARENT)
     } else {
         (libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
@@ -72,6 +88,5 @@ pub fn socket_as(caller: IpAddr) -> io::Result<TcpSocket> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    socket.bind(SocketAddr::new(caller, 0))?;
-    Ok(socket)
+    Ok(())
 }

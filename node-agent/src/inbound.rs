@@ -10,7 +10,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use ambit_mesh::hbone::{ConnectRequest, Inbound, Refusal, TunnelBytes};
+use ambit_mesh::hbone::{CertSource, ConnectRequest, Inbound, Refusal, TunnelBytes};
+use ambit_mesh::identity::SpiffeId;
 use ambit_mesh::model::Model;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -25,6 +26,9 @@ pub struct LocalPods {
     /// …except to the pods listed here (`--client-address preserve`), where they leave from
     /// the caller's.
     pub transparent: Option<Arc<Steered>>,
+    /// Workload certificates by identity, for clients that name no server (see
+    /// [`Inbound::certificate_at`]).
+    pub certificates: Option<CertSource>,
 }
 
 impl LocalPods {
@@ -75,6 +79,20 @@ impl Inbound for LocalPods {
         Ok(stream)
     }
 
+    /// The certificate of the pod of this node at `local`: what a ztunnel, which dials the
+    /// pod's own address on 15008 and sends no server name, expects.
+    fn certificate_at(&self, local: IpAddr) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let certificates = self.certificates.as_ref()?;
+        let id = {
+            let model = self.model.borrow();
+            let w = model
+                .workload_by_ip(local)
+                .filter(|w| w.node == self.node)?;
+            SpiffeId::new(model.trust_domain(), &w.namespace, &w.service_account).ok()?
+        };
+        certificates(&id)
+    }
+
     fn closed(&self, request: &ConnectRequest, bytes: TunnelBytes) {
         tracing::debug!(caller = %request.caller, target = %request.target, ?bytes, "inbound connection closed");
     }
@@ -101,6 +119,7 @@ workloads:
             model,
             source: None,
             transparent: Some(Arc::new(Steered::default())),
+            certificates: None,
         }
     }
 

@@ -46,6 +46,8 @@ pub struct RedirectSpec {
     /// The mark `steer_replies` puts on pods' replies to transparent deliveries; 0 when the
     /// agent delivers from its own address.
     pub reply_mark: u32,
+    /// The HBONE port `capture_hbone` steers to the agent; 0 captures nothing.
+    pub hbone_port: u16,
 }
 
 /// The loaded programs. Dropping it leaves the pinned links and maps in place.
@@ -71,6 +73,7 @@ pub fn load(spec: &RedirectSpec) -> Result<Redirect> {
         .default_map_pin_directory(&spec.pin_dir)
         .override_global("AYA_LOG_LEVEL", &spec.kernel_log_level, true)
         .override_global("REPLY_MARK", &spec.reply_mark, true)
+        .override_global("HBONE_PORT", &spec.hbone_port, true)
         .load(PROGRAMS)
         .map_err(|e| explain_load_error(e, &spec.pin_dir))?;
     let cgroup = File::open(&spec.cgroup).with_context(|| {

@@ -8,6 +8,10 @@
 //!   this node) marks packets that belong to a TCP socket of the node's namespace;
 //! - a policy rule routes marked packets through a table whose only route is local.
 //!
+//! The same mark and table serve `capture_hbone`, on the interfaces towards other nodes: an
+//! HBONE connection addressed to a pod's own address (Istio's ztunnel makes those) is routed
+//! to the agent's listener, which is transparent for the purpose.
+//!
 //! Delivery is transparent only to pods whose interface carries the program: [`Steered`] is
 //! that set of addresses, and the inbound side asks it per connection. Any other pod is
 //! delivered from the agent's address, as without this feature.
@@ -21,8 +25,11 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use ambit_common::maps::programs::STEER_REPLIES;
+use ambit_common::maps::programs::{CAPTURE_HBONE, STEER_REPLIES};
+use ambit_common::maps::{LOCAL_PODS, LOCAL_PODS_MAX};
+use ambit_common::IpWords;
 use anyhow::{anyhow, Context, Result};
+use aya::maps::{HashMap, MapData};
 use aya::programs::tc::{self, SchedClassifierLinkId};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::Ebpf;
@@ -60,28 +67,101 @@ impl Steered {
     }
 }
 
-/// The installed return path: the rule, the route, and the program's attachments.
-pub struct ReturnPath {
-    netlink: Rtnetlink,
-    /// ifindex -> the program's link on its ingress. Keyed by index, not name: a pod's
-    /// interface name comes back with the next pod, on a new device.
+/// One tc program's attachments, by interface index (not name: a pod's interface name comes
+/// back with the next pod, on a new device).
+struct Attachments {
+    program: &'static str,
     attached: BTreeMap<u32, SchedClassifierLinkId>,
     /// Interfaces that refused the program, reported once each.
     refused: BTreeSet<u32>,
+}
+
+impl Attachments {
+    fn new(program: &'static str) -> Self {
+        Attachments {
+            program,
+            attached: BTreeMap::new(),
+            refused: BTreeSet::new(),
+        }
+    }
+
+    /// Attaches to each of `wanted` not attached yet, detaches from the others; returns the
+    /// interfaces that carry the program now.
+    fn sync(&mut self, ebpf: &mut Ebpf, wanted: &BTreeSet<u32>) -> BTreeSet<u32> {
+        let Some(prog) = ebpf
+            .program_mut(self.program)
+            .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+        else {
+            return BTreeSet::new();
+        };
+        for &oif in wanted {
+            if let Entry::Vacant(slot) = self.attached.entry(oif) {
+                match attach(prog, oif) {
+                    Ok(link) => {
+                        slot.insert(link);
+                        self.refused.remove(&oif);
+                    }
+                    Err(e) => {
+                        if self.refused.insert(oif) {
+                            tracing::warn!(
+                                program = self.program,
+                                ifindex = oif,
+                                error = format!("{e:#}"),
+                                "tc program did not attach"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let gone: Vec<u32> = self
+            .attached
+            .keys()
+            .filter(|i| !wanted.contains(i))
+            .copied()
+            .collect();
+        for oif in gone {
+            if let Some(link) = self.attached.remove(&oif) {
+                // Fails when the interface went with its pod, which took the link along.
+                let _ = prog.detach(link);
+            }
+        }
+        self.refused.retain(|i| wanted.contains(i));
+        self.attached.keys().copied().collect()
+    }
+}
+
+/// The installed return path: the rule, the route, and the programs' attachments.
+pub struct ReturnPath {
+    netlink: Rtnetlink,
+    /// `steer_replies`, on the interfaces that lead to this node's pods.
+    replies: Attachments,
+    /// `capture_hbone`, on the interfaces that lead to other nodes.
+    uplinks: Attachments,
+    /// What LOCAL_PODS holds, as written by the last reconcile.
+    local_pods: HashMap<MapData, IpWords, u8>,
+    in_local_pods: HashSet<IpAddr>,
     steered: Arc<Steered>,
 }
 
 impl ReturnPath {
-    /// Loads `steer_replies` (its mark was set when the object was loaded) and installs the
-    /// policy rule and local route, for IPv4 and, where the node has it, IPv6.
+    /// Loads `steer_replies` and `capture_hbone` (their mark and port were set when the
+    /// object was loaded) and installs the policy rule and local route, for IPv4 and, where
+    /// the node has it, IPv6.
     pub fn install(ebpf: &mut Ebpf, routing: Routing) -> Result<Self> {
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(STEER_REPLIES)
-            .ok_or_else(|| anyhow!("program {STEER_REPLIES} is missing from the eBPF object"))?
-            .try_into()?;
-        prog.load().with_context(|| {
-            format!("loading {STEER_REPLIES}: needs tc BPF (CONFIG_NET_CLS_BPF) with bpf_skc_lookup_tcp (Linux ≥ 5.2); or run with --client-address agent")
-        })?;
+        for name in [STEER_REPLIES, CAPTURE_HBONE] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} is missing from the eBPF object"))?
+                .try_into()?;
+            prog.load().with_context(|| {
+                format!("loading {name}: needs tc BPF (CONFIG_NET_CLS_BPF) with bpf_skc_lookup_tcp (Linux ≥ 5.2); or run with --client-address agent")
+            })?;
+        }
+        let local_pods = ebpf
+            .take_map(LOCAL_PODS)
+            .ok_or_else(|| anyhow!("map {LOCAL_PODS} is missing from the eBPF object"))?;
+        let local_pods = HashMap::try_from(local_pods)?;
         let netlink = Rtnetlink::open().context("opening rtnetlink")?;
         let loopback = interface_index("lo")?;
         for ipv6 in [false, true] {
@@ -108,8 +188,10 @@ impl ReturnPath {
         }
         Ok(ReturnPath {
             netlink,
-            attached: BTreeMap::new(),
-            refused: BTreeSet::new(),
+            replies: Attachments::new(STEER_REPLIES),
+            uplinks: Attachments::new(CAPTURE_HBONE),
+            local_pods,
+            in_local_pods: HashSet::new(),
             steered: Arc::default(),
         })
     }
@@ -118,65 +200,76 @@ impl ReturnPath {
         Arc::clone(&self.steered)
     }
 
-    /// Attaches the program to the interface of each of `pods`, detaches it from interfaces
-    /// that no longer lead to one, and publishes the pods now covered.
-    pub fn reconcile(&mut self, ebpf: &mut Ebpf, pods: impl IntoIterator<Item = IpAddr>) {
-        let Some(prog) = ebpf
-            .program_mut(STEER_REPLIES)
-            .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
-        else {
-            return;
-        };
-        let mut covered = HashSet::new();
-        let mut wanted = BTreeSet::new();
+    /// Puts `steer_replies` on the interface of each of `pods` (this node's enrolled pods)
+    /// and `capture_hbone` on the interfaces towards `remote` (other nodes and their pods),
+    /// takes both off interfaces no longer wanted, and publishes the pods now covered. HBONE
+    /// to the pods in `own_hbone` (waypoints, which serve it themselves) is not captured.
+    pub fn reconcile(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pods: impl IntoIterator<Item = IpAddr>,
+        own_hbone: &HashSet<IpAddr>,
+        remote: impl IntoIterator<Item = IpAddr>,
+    ) {
+        let mut pod_interfaces = BTreeMap::new();
         for ip in pods {
-            let oif = match self.interface_to(ip) {
-                Ok(Some(oif)) => oif,
-                // Host-network pods and addresses without a route get no steering.
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::debug!(%ip, error = %e, "no route to the pod; its callers' addresses are not kept");
-                    continue;
-                }
-            };
-            wanted.insert(oif);
-            if let Entry::Vacant(slot) = self.attached.entry(oif) {
-                match attach(prog, oif) {
-                    Ok(link) => {
-                        slot.insert(link);
-                        self.refused.remove(&oif);
-                    }
-                    Err(e) => {
-                        if self.refused.insert(oif) {
-                            tracing::warn!(ifindex = oif, error = format!("{e:#}"), "steer_replies did not attach; pods behind this interface see the agent's address");
-                        }
-                        continue;
-                    }
-                }
+            if let Some(oif) = self.interface_to(ip) {
+                pod_interfaces.insert(ip, oif);
             }
-            covered.insert(ip);
         }
-        let gone: Vec<u32> = self
-            .attached
-            .keys()
-            .filter(|i| !wanted.contains(i))
-            .copied()
+        let wanted = pod_interfaces.values().copied().collect();
+        let carrying = self.replies.sync(ebpf, &wanted);
+        let covered: HashSet<IpAddr> = pod_interfaces
+            .iter()
+            .filter(|(_, oif)| carrying.contains(oif))
+            .map(|(ip, _)| *ip)
             .collect();
-        for oif in gone {
-            if let Some(link) = self.attached.remove(&oif) {
-                // Fails when the interface went with its pod, which took the link along.
-                let _ = prog.detach(link);
-            }
-        }
-        self.refused.retain(|i| wanted.contains(i));
+        let uplinks = remote
+            .into_iter()
+            .filter_map(|ip| self.interface_to(ip))
+            .filter(|oif| !wanted.contains(oif))
+            .collect();
+        self.uplinks.sync(ebpf, &uplinks);
+        let captured = covered.difference(own_hbone).copied().collect();
+        self.write_local_pods(&captured);
         self.steered.replace(covered);
     }
 
+    /// Makes LOCAL_PODS hold `pods`.
+    fn write_local_pods(&mut self, pods: &HashSet<IpAddr>) {
+        for gone in self.in_local_pods.difference(pods) {
+            let _ = self.local_pods.remove(&IpWords::from(*gone));
+        }
+        self.in_local_pods.retain(|ip| pods.contains(ip));
+        for &ip in pods {
+            if self.in_local_pods.contains(&ip) {
+                continue;
+            }
+            match self.local_pods.insert(IpWords::from(ip), 1, 0) {
+                Ok(()) => {
+                    self.in_local_pods.insert(ip);
+                }
+                Err(e) => {
+                    tracing::warn!(%ip, error = %e, "LOCAL_PODS is full ({LOCAL_PODS_MAX}): HBONE to this pod's own address is not served")
+                }
+            }
+        }
+    }
+
     /// The interface the node routes `ip` through, if it is a unicast route off this node.
-    fn interface_to(&self, ip: IpAddr) -> io::Result<Option<u32>> {
-        let reply = self.netlink.request(&netlink::route_get_message(ip))?;
-        let route = netlink::parse_route(&reply)?;
-        Ok(route.oif.filter(|_| route.unicast))
+    fn interface_to(&self, ip: IpAddr) -> Option<u32> {
+        let route = self
+            .netlink
+            .request(&netlink::route_get_message(ip))
+            .and_then(|reply| netlink::parse_route(&reply));
+        match route {
+            // Host-network pods (a local route) get no steering.
+            Ok(route) => route.oif.filter(|_| route.unicast),
+            Err(e) => {
+                tracing::debug!(%ip, error = %e, "no route");
+                None
+            }
+        }
     }
 
     /// Removes the rule and the route (on `ambit-node unload`).

@@ -18,7 +18,7 @@ use h2::RecvStream;
 use http::{Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, info, warn};
 
 use super::headers::{parse_forwarded_for, BAGGAGE, FORWARDED};
@@ -83,6 +83,14 @@ pub trait Inbound: Send + Sync + 'static {
 
     /// Called once a relayed connection is over (metrics, access records).
     fn closed(&self, _request: &ConnectRequest, _bytes: TunnelBytes) {}
+
+    /// The certificate to present to a client that sent no server name, on a connection
+    /// addressed to `local`. Istio's ztunnel dials the destination pod's own address on 15008
+    /// and names no server: the pod's identity is the one it expects. `None`: the server's
+    /// usual resolver decides (and, without a name, usually finds nothing).
+    fn certificate_at(&self, _local: std::net::IpAddr) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
 }
 
 impl<F, Fut, U> Inbound for F
@@ -140,7 +148,7 @@ impl<I> Clone for HboneServer<I> {
 }
 
 struct Shared<I> {
-    tls: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     inbound: I,
     settings: ServerSettings,
     stats: Arc<ServerStats>,
@@ -154,7 +162,7 @@ impl<I: Inbound> HboneServer<I> {
     pub fn new(tls: Arc<rustls::ServerConfig>, inbound: I, settings: ServerSettings) -> Self {
         HboneServer {
             shared: Arc::new(Shared {
-                tls: TlsAcceptor::from(tls),
+                tls,
                 inbound,
                 settings,
                 stats: Arc::new(ServerStats::default()),
@@ -208,8 +216,15 @@ impl<I: Inbound> HboneServer<I> {
                 Ok(_) => {}
                 Err(err) => return Err(Early::Io(err)),
             }
+            let local = tcp.local_addr().ok();
             let tcp = BufReader::with_capacity(super::TLS_READ_BUFFER, tcp);
-            shared.tls.accept(tcp).await.map_err(Early::Tls)
+            let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+            let start = hello.await.map_err(Early::Tls)?;
+            let config = match start.client_hello().server_name() {
+                Some(_) => Arc::clone(&shared.tls),
+                None => self.config_without_name(local),
+            };
+            start.into_stream(config).await.map_err(Early::Tls)
         };
         let tls = match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(tls)) => tls,
@@ -254,6 +269,20 @@ impl<I: Inbound> HboneServer<I> {
         };
         debug!(%peer, %caller, "HBONE: mTLS connection established");
         self.serve_http2(tls, peer, caller).await;
+    }
+
+    /// The TLS config for a client that named no server: the certificate of the workload the
+    /// connection is addressed to, when the inbound side has one.
+    fn config_without_name(&self, local: Option<SocketAddr>) -> Arc<rustls::ServerConfig> {
+        let shared = &self.shared;
+        match local.and_then(|local| shared.inbound.certificate_at(local.ip())) {
+            Some(key) => {
+                let mut config = (*shared.tls).clone();
+                config.cert_resolver = Arc::new(rustls::sign::SingleCertAndKey::from(key));
+                Arc::new(config)
+            }
+            None => Arc::clone(&shared.tls),
+        }
     }
 
     async fn serve_http2<T>(&self, io: T, peer: SocketAddr, caller: SpiffeId)

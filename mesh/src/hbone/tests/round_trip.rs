@@ -134,3 +134,80 @@ async fn a_relayed_socket_keeps_half_close_and_counts_both_ways() {
     until(&stats.bytes_from_callers, payload.len() as u64).await;
     until(&stats.bytes_to_callers, payload.len() as u64).await;
 }
+
+/// Delivers like [`forward`], and presents `key` on connections to loopback that name no
+/// server, as an agent presents the certificate of the pod a connection is addressed to.
+struct ByAddress {
+    key: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl Inbound for ByAddress {
+    type Upstream = TcpStream;
+
+    async fn connect(&self, request: ConnectRequest) -> Result<TcpStream, Refusal> {
+        forward(request).await
+    }
+
+    fn certificate_at(&self, local: std::net::IpAddr) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        local.is_loopback().then(|| self.key.clone())
+    }
+}
+
+/// Dials `node` as Istio's ztunnel does: the server named by address (so no SNI), expecting
+/// `SERVER`'s identity. Returns the TLS error, or the echo of one CONNECT.
+async fn dial_without_name(ca: &TestCa, node: SocketAddr) -> Result<Vec<u8>, std::io::Error> {
+    let config = tls::client_config(ca.svid(CLIENT), ca.roots(), id(SERVER)).unwrap();
+    let tcp = TcpStream::connect(node).await?;
+    let name = rustls::pki_types::ServerName::IpAddress(node.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    assert_eq!(
+        tls::peer_identity(tls.get_ref().1).unwrap(),
+        id(SERVER),
+        "the certificate of the workload at the dialled address"
+    );
+    let (mut sender, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let destination = echo_destination().await;
+    let request = http::Request::connect(destination.to_string())
+        .body(())
+        .unwrap();
+    let (response, mut send) = sender.send_request(request, false).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    send.send_data(bytes::Bytes::from_static(b"no name"), true)
+        .unwrap();
+    let mut body = response.into_body();
+    let mut echoed = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        echoed.extend_from_slice(&chunk);
+    }
+    Ok(echoed)
+}
+
+#[tokio::test]
+async fn a_client_that_names_no_server_gets_the_certificate_of_the_address_it_dialled() {
+    let ca = TestCa::new("mesh");
+    let by_address = ByAddress {
+        key: ca.svid(SERVER),
+    };
+    // No certificate by server name at all: only the address can pick one.
+    let (node, stats) = start_server(
+        &ca,
+        ServerCerts::new(),
+        by_address,
+        ServerSettings::default(),
+    )
+    .await;
+    assert_eq!(dial_without_name(&ca, node).await.unwrap(), b"no name");
+    until(&stats.streams_accepted, 1).await;
+
+    eprintln!("a server that knows no certificate for the address refuses the handshake");
+    let (plain, stats) =
+        start_server(&ca, ServerCerts::new(), forward, ServerSettings::default()).await;
+    assert!(dial_without_name(&ca, plain).await.is_err());
+    until(&stats.handshakes_failed, 1).await;
+}

@@ -504,10 +504,47 @@ impl Reconciler {
         self.reconcile(model, true);
     }
 
+    /// Puts the return path's programs where this node's enrolled pods and the other nodes
+    /// are now (see `return_path`).
+    fn reconcile_return_path(&mut self, model: &Model) {
+        let Some(return_path) = &mut self.return_path else {
+            return;
+        };
+        let node = &self.node;
+        let pods = model
+            .enrolled_on_node(node)
+            .flat_map(|w| w.ips.iter().copied());
+        // Waypoints serve HBONE on their own addresses: never capture it.
+        let own_hbone = model
+            .enrolled_on_node(node)
+            .filter(|w| {
+                w.labels
+                    .contains_key(ambit_mesh::model::labels::GATEWAY_NAME)
+            })
+            .flat_map(|w| w.ips.iter().copied())
+            .collect();
+        // Where other nodes' traffic comes from: their addresses, and one pod address
+        // each (overlays route pods through their own devices).
+        let remote = model
+            .nodes()
+            .iter()
+            .filter(|n| &n.name != node)
+            .flat_map(|n| {
+                let pod = model
+                    .workloads()
+                    .iter()
+                    .find(|w| w.node == n.name)
+                    .and_then(|w| w.ips.first().copied());
+                std::iter::once(n.address).chain(pod)
+            });
+        return_path.reconcile(&mut self.kernel, pods, &own_hbone, remote);
+    }
+
     /// Reconciles enrollment. The periodic run (`always_log` false) logs only when the
     /// enrolled set changed, so a pod whose netns is missing is reported once per change, not
     /// every tick.
     fn reconcile(&mut self, model: &Model, always_log: bool) {
+        self.reconcile_return_path(model);
         let view = {
             let mut enroller = self.enroller.lock().unwrap_or_else(|e| e.into_inner());
             match enroller.reconcile(&self.maps, model, &self.node) {
@@ -515,7 +552,9 @@ impl Reconciler {
                     if always_log || report.added + report.removed > 0 {
                         log_report(&report);
                     }
-                    Some(run_dir::view(model, &self.node, &report, &enroller))
+                    let mut view = run_dir::view(model, &self.node, &report, &enroller);
+                    view.return_path = self.return_path.as_ref().map(ReturnPath::view);
+                    Some(view)
                 }
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "enrollment failed");
@@ -530,36 +569,6 @@ impl Reconciler {
                     "publishing the workloads view failed"
                 );
             }
-        }
-        if let Some(return_path) = &mut self.return_path {
-            let node = &self.node;
-            let pods = model
-                .enrolled_on_node(node)
-                .flat_map(|w| w.ips.iter().copied());
-            // Waypoints serve HBONE on their own addresses: never capture it.
-            let own_hbone = model
-                .enrolled_on_node(node)
-                .filter(|w| {
-                    w.labels
-                        .contains_key(ambit_mesh::model::labels::GATEWAY_NAME)
-                })
-                .flat_map(|w| w.ips.iter().copied())
-                .collect();
-            // Where other nodes' traffic comes from: their addresses, and one pod address
-            // each (overlays route pods through their own devices).
-            let remote = model
-                .nodes()
-                .iter()
-                .filter(|n| &n.name != node)
-                .flat_map(|n| {
-                    let pod = model
-                        .workloads()
-                        .iter()
-                        .find(|w| w.node == n.name)
-                        .and_then(|w| w.ips.first().copied());
-                    std::iter::once(n.address).chain(pod)
-                });
-            return_path.reconcile(&mut self.kernel, pods, &own_hbone, remote);
         }
         if self.cni {
             self.namespaces.publish(&self.run_dir, model);

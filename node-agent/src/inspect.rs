@@ -258,6 +258,29 @@ fn render_workloads(out: &mut String, r: &NodeReport) {
             "; that agent is not running"
         }
     );
+    if let Some(rp) = &view.return_path {
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  client address kept for {} pods (replies marked {} -> table {}): {}",
+            rp.kept_pods.len(),
+            rp.mark,
+            rp.table,
+            rp.kept_pods
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(out, "    steer_replies on: {}", list(&rp.reply_interfaces));
+        let _ = writeln!(out, "    capture_hbone on: {}", list(&rp.hbone_interfaces));
+    }
     for w in &view.workloads {
         // The enrollment decision's own words start with "not enrolled".
         let line = match (w.state, w.netns_cookie) {

@@ -35,6 +35,8 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use aya::Ebpf;
 
 pub use netlink::Routing;
+
+use crate::run_dir::ReturnPathView;
 use netlink::Rtnetlink;
 
 /// Pod addresses whose replies are steered back: transparent delivery is safe to them.
@@ -133,6 +135,7 @@ impl Attachments {
 
 /// The installed return path: the rule, the route, and the programs' attachments.
 pub struct ReturnPath {
+    routing: Routing,
     netlink: Rtnetlink,
     /// `steer_replies`, on the interfaces that lead to this node's pods.
     replies: Attachments,
@@ -187,6 +190,7 @@ impl ReturnPath {
             }
         }
         Ok(ReturnPath {
+            routing,
             netlink,
             replies: Attachments::new(STEER_REPLIES),
             uplinks: Attachments::new(CAPTURE_HBONE),
@@ -233,6 +237,32 @@ impl ReturnPath {
         let captured = covered.difference(own_hbone).copied().collect();
         self.write_local_pods(&captured);
         self.steered.replace(covered);
+    }
+
+    /// What the inspector shows of the return path.
+    pub fn view(&self) -> ReturnPathView {
+        let names = |a: &Attachments| {
+            a.attached
+                .keys()
+                .map(|&i| interface_name(i).unwrap_or_else(|_| format!("ifindex {i}")))
+                .collect()
+        };
+        let mut kept_pods: Vec<IpAddr> = self
+            .steered
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        kept_pods.sort();
+        ReturnPathView {
+            mark: format!("{:#x}", self.routing.mark),
+            table: self.routing.table,
+            kept_pods,
+            reply_interfaces: names(&self.replies),
+            hbone_interfaces: names(&self.uplinks),
+        }
     }
 
     /// Makes LOCAL_PODS hold `pods`.

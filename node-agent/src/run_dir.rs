@@ -51,6 +51,24 @@ pub struct WorkloadsView {
     pub written_unix_secs: u64,
     pub agent_pid: u32,
     pub workloads: Vec<WorkloadState>,
+    /// With `--client-address preserve`: what the return path covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_path: Option<ReturnPathView>,
+}
+
+/// The return path as the agent last set it up (see `return_path`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReturnPathView {
+    /// The reply mark and route table, e.g. `0x1000` and 15008.
+    pub mark: String,
+    pub table: u32,
+    /// Pod addresses delivered to from their callers' addresses.
+    pub kept_pods: Vec<std::net::IpAddr>,
+    /// Interfaces carrying `steer_replies` (towards this node's pods).
+    pub reply_interfaces: Vec<String>,
+    /// Interfaces carrying `capture_hbone` (towards other nodes).
+    pub hbone_interfaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +153,7 @@ pub fn view(
             .unwrap_or(0),
         agent_pid: std::process::id(),
         workloads,
+        return_path: None,
     }
 }
 

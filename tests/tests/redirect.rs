@@ -47,6 +47,24 @@ fn enrolled_pod_reaches_other_node_through_its_agent() {
             && l.contains(&format!("from=Some({})", client.ip))),
         "node2's agent did not log a delivery from the client's address:\n{log}"
     );
+    let report = mesh.inspect("node2").unwrap();
+    let return_path = &report["workloads"]["returnPath"];
+    assert_eq!(
+        return_path["keptPods"],
+        serde_json::json!([server.ip.to_string()]),
+        "{report}"
+    );
+    assert!(
+        return_path["replyInterfaces"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1),
+        "steer_replies on the server pod's interface: {report}"
+    );
+    assert_eq!(
+        return_path["hboneInterfaces"],
+        serde_json::json!(["eth0"]),
+        "capture_hbone on the node's link to the fabric: {report}"
+    );
     assert!(
         mesh.ip_rules(&node2.short_name)
             .unwrap()

@@ -80,17 +80,22 @@ fn message(kind: u16, flags: u16, fixed: [u8; 12], attrs: &[(u16, &[u8])]) -> Ve
     msg
 }
 
+/// The message kind and flags of an acknowledged add (failing if it exists) or delete.
+fn add_or_delete(add: bool, new: u16, delete: u16) -> (u16, u16) {
+    if add {
+        (new, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    } else {
+        (delete, NLM_F_ACK)
+    }
+}
+
 /// `ip rule add fwmark <mark>/<mark> lookup <table> priority <priority>` (or `del`).
 pub(super) fn rule_message(add: bool, ipv6: bool, routing: &Routing) -> Vec<u8> {
     // struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags.
     let mut fixed = [0u8; 12];
     fixed[0] = family(ipv6);
     fixed[7] = FR_ACT_TO_TBL;
-    let (kind, flags) = if add {
-        (RTM_NEWRULE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
-    } else {
-        (RTM_DELRULE, NLM_F_ACK)
-    };
+    let (kind, flags) = add_or_delete(add, RTM_NEWRULE, RTM_DELRULE);
     message(
         kind,
         flags,
@@ -112,11 +117,7 @@ pub(super) fn local_route_message(add: bool, ipv6: bool, table: u32, loopback: u
     fixed[5] = RTPROT_STATIC;
     fixed[6] = RT_SCOPE_HOST;
     fixed[7] = RTN_LOCAL;
-    let (kind, flags) = if add {
-        (RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
-    } else {
-        (RTM_DELROUTE, NLM_F_ACK)
-    };
+    let (kind, flags) = add_or_delete(add, RTM_NEWROUTE, RTM_DELROUTE);
     message(
         kind,
         flags,

@@ -129,8 +129,9 @@ fn is_agent_listener(cfg: &RedirectConfig, own: &SockKey) -> bool {
     own.local_port == u32::from(cfg.outbound_port) && is_agent_ip(cfg, &own.local_ip)
 }
 
+/// Whether `ip` is the agent's address (IPv4-mapped for IPv4).
 #[inline(always)]
-fn is_agent_ip(cfg: &RedirectConfig, ip: &IpWords) -> bool {
+pub(crate) fn is_agent_ip(cfg: &RedirectConfig, ip: &IpWords) -> bool {
     match ip.v4_raw() {
         Some(raw) => raw == cfg.agent_ip4,
         None => !cfg.agent_ip6.is_zero() && *ip == cfg.agent_ip6,

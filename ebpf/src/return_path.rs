@@ -27,6 +27,7 @@ use aya_ebpf::{
 };
 
 use crate::counters::count;
+use crate::orig_dst::is_agent_ip;
 use crate::{LOCAL_PODS, REDIRECT_CONFIG};
 
 const ETH_HLEN: usize = 14;
@@ -59,11 +60,7 @@ pub fn steer(ctx: &TcContext, mark: u32) {
         return;
     };
     // Redirected connections: addressed to the agent, local anyway.
-    let to_agent = match packet.dst.v4_raw() {
-        Some(raw) => raw == cfg.agent_ip4,
-        None => packet.dst == cfg.agent_ip6,
-    };
-    if to_agent {
+    if is_agent_ip(cfg, &packet.dst) {
         return;
     }
     // SAFETY: an all-zero tuple is a valid value of this plain C union.

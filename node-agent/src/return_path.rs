@@ -169,9 +169,7 @@ impl ReturnPath {
         let loopback = interface_index("lo")?;
         for ipv6 in [false, true] {
             let family = if ipv6 { "IPv6" } else { "IPv4" };
-            let rule = netlink::rule_message(true, ipv6, &routing);
-            let route = netlink::local_route_message(true, ipv6, routing.table, loopback);
-            for msg in [rule, route] {
+            for msg in netlink::return_path_messages(true, ipv6, &routing, loopback) {
                 match netlink.ack(&msg) {
                     Ok(()) => {}
                     // An agent restarting finds its own rule and route in place.
@@ -307,10 +305,7 @@ impl ReturnPath {
         let netlink = Rtnetlink::open().context("opening rtnetlink")?;
         let loopback = interface_index("lo")?;
         for ipv6 in [false, true] {
-            for msg in [
-                netlink::rule_message(false, ipv6, &routing),
-                netlink::local_route_message(false, ipv6, routing.table, loopback),
-            ] {
+            for msg in netlink::return_path_messages(false, ipv6, &routing, loopback) {
                 match netlink.ack(&msg) {
                     Ok(()) => {}
                     Err(e)

@@ -129,6 +129,19 @@ pub(super) fn local_route_message(add: bool, ipv6: bool, table: u32, loopback: u
     )
 }
 
+/// The return path's two requests for one family: its rule, then its local route.
+pub(super) fn return_path_messages(
+    add: bool,
+    ipv6: bool,
+    routing: &Routing,
+    loopback: u32,
+) -> [Vec<u8>; 2] {
+    [
+        rule_message(add, ipv6, routing),
+        local_route_message(add, ipv6, routing.table, loopback),
+    ]
+}
+
 /// `ip route get <ip>`.
 pub(super) fn route_get_message(ip: IpAddr) -> Vec<u8> {
     let mut fixed = [0u8; 12];
